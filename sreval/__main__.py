@@ -1,0 +1,5 @@
+import sys
+
+from sreval.cli import main
+
+sys.exit(main())

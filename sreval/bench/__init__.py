@@ -1,0 +1,1 @@
+"""run-benchmarks / evaluate: methods × datasets × metrics → per-image values, summaries, stored runs."""

@@ -1,0 +1,185 @@
+"""Methods: anything that turns a benchmark image into an SR image.
+
+A method is created from a spec string (`nn`, `bicubic`, `folder:PATH`); later packages register more
+(`register_method` for a name, `register_prefix` for `prefix:ARG`) without touching the benchmark runner.
+Methods that compute their output from the LR image are cached on disk by content; `folder:` methods read
+files that already exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sreval.bench.matching import match_folder
+from sreval.data.datasets import Dataset, ImageEntry
+from sreval.data.imresize import imresize
+from sreval.errors import SrevalError
+from sreval.imageio import LoadedImage, from_tensor, load_image, to_tensor
+from sreval.protocol import Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MethodInput:
+    """One benchmark image as a method sees it: the verified HR, and the LR made from it by the protocol."""
+
+    dataset: Dataset
+    entry: ImageEntry
+    hr: LoadedImage
+    protocol: Protocol
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @cached_property
+    def lr(self) -> torch.Tensor:
+        """(1, C, h, w) uint8 on `device`: MATLAB bicubic ×1/scale of the HR in the protocol's variant."""
+        hr = to_tensor(self.hr.pixels).to(self.device)
+        return imresize(hr, 1 / self.protocol.scale, variant=self.protocol.degradation)
+
+
+class Method(ABC):
+    name: str
+    #: True when the output is computed (and so worth caching); False for methods that read existing files.
+    computes_output: bool = True
+
+    def identity(self) -> str:
+        """Everything that determines the output besides the input image (for cache keys and the store)."""
+        return hashlib.sha256(repr(sorted(self.metadata().items())).encode()).hexdigest()[:16]
+
+    def metadata(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": type(self).__name__}
+
+    def images(self, dataset: Dataset) -> list[ImageEntry]:
+        """Images this method has outputs for; computed methods cover the whole set."""
+        return list(dataset.images)
+
+    @abstractmethod
+    def super_resolve(self, item: MethodInput) -> np.ndarray:
+        """The SR image (H, W, C) uint8, same size as the mod-cropped HR."""
+
+
+class NearestNeighbour(Method):
+    name = "nn"
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "upsampling": "pixel replication (MATLAB imresize 'nearest')"}
+
+    def super_resolve(self, item: MethodInput) -> np.ndarray:
+        s = item.protocol.scale
+        return from_tensor(item.lr.repeat_interleave(s, dim=2).repeat_interleave(s, dim=3))
+
+
+class Bicubic(Method):
+    name = "bicubic"
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "upsampling": "MATLAB imresize bicubic, uint8 (rounded after each pass)"}
+
+    def super_resolve(self, item: MethodInput) -> np.ndarray:
+        return from_tensor(imresize(item.lr, float(item.protocol.scale), variant="uint8"))
+
+
+class Folder(Method):
+    """Existing SR outputs in a folder. The path may contain `{dataset}` (replaced by Set5, Set14, ...);
+    otherwise a subfolder named like the dataset is used when present, else the folder itself."""
+
+    computes_output = False
+
+    def __init__(self, path: str | Path, name: str | None = None) -> None:
+        self.path = str(path)
+        self.name = name or Path(self.path.replace("{dataset}", "")).name or self.path
+        self._matches: dict[str, dict[str, Path]] = {}
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "path": str(Path(self.path).expanduser().resolve())}
+
+    def folder_for(self, dataset: Dataset) -> Path:
+        if "{dataset}" in self.path:
+            return Path(self.path.replace("{dataset}", dataset.folder)).expanduser()
+        base = Path(self.path).expanduser()
+        for candidate in (dataset.folder, dataset.key):
+            if (base / candidate).is_dir():
+                return base / candidate
+        return base
+
+    def images(self, dataset: Dataset) -> list[ImageEntry]:
+        folder = self.folder_for(dataset)
+        match = match_folder(folder, dataset)
+        if match.missing:
+            log.warning(
+                "%s: %d of %d %s images have no output in %s: %s — the set mean is then not comparable to "
+                "published means", self.name, len(match.missing), len(dataset.images), dataset.key, folder,
+                ", ".join(match.missing),
+            )
+        if match.extra:
+            log.warning("%s: %d files in %s match no %s image: %s", self.name, len(match.extra), folder,
+                        dataset.key, ", ".join(p.name for p in match.extra))
+        self._matches[dataset.key] = match.files
+        return [e for e in dataset.images if e.name in match.files]
+
+    def super_resolve(self, item: MethodInput) -> np.ndarray:
+        files = self._matches.get(item.dataset.key)
+        if files is None:
+            self.images(item.dataset)
+            files = self._matches[item.dataset.key]
+        if item.entry.name not in files:
+            raise SrevalError(f"{self.name} has no output for {item.dataset.key} image {item.entry.name}")
+        path = files[item.entry.name]
+        image = load_image(path)
+        hr_h, hr_w = item.hr.pixels.shape[:2]
+        h, w = image.pixels.shape[:2]
+        if (h, w) != (hr_h, hr_w):
+            raise SrevalError(
+                f"{path} is {w}x{h} but the reference {item.dataset.key}/{item.entry.name} is {hr_w}x{hr_h} "
+                f"(HR mod-cropped to a multiple of {item.protocol.scale}); crop outputs made from the uncropped "
+                "original to the mod-cropped size"
+            )
+        return image.pixels
+
+
+_NAMED: dict[str, Callable[[], Method]] = {"nn": NearestNeighbour, "bicubic": Bicubic}
+_PREFIXED: dict[str, Callable[[str], Method]] = {"folder": Folder}
+
+
+def register_method(name: str, factory: Callable[[], Method]) -> None:
+    _NAMED[name] = factory
+
+
+def register_prefix(prefix: str, factory: Callable[[str], Method]) -> None:
+    _PREFIXED[prefix] = factory
+
+
+def create_method(spec: str) -> Method:
+    """`nn`, `bicubic`, `folder:PATH` (and whatever other packages registered)."""
+    spec = spec.strip()
+    prefix, sep, arg = spec.partition(":")
+    if sep and prefix in _PREFIXED:
+        if not arg:
+            raise SrevalError(f"method {spec!r} needs an argument after '{prefix}:'")
+        return _PREFIXED[prefix](arg)
+    if spec.lower() in _NAMED:
+        return _NAMED[spec.lower()]()
+    allowed = [*_NAMED, *(f"{p}:ARG" for p in _PREFIXED)]
+    raise SrevalError(f"unknown method {spec!r}; available: {', '.join(allowed)}")
+
+
+def parse_methods(spec: str) -> list[Method]:
+    """Comma-separated method specs (a `folder:` path must not itself contain commas)."""
+    specs = [s.strip() for s in spec.split(",") if s.strip()]
+    if not specs:
+        raise SrevalError(f"no method named in {spec!r}")
+    methods = [create_method(s) for s in specs]
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise SrevalError(f"two methods share a name in {spec!r}: {names}; name folders differently")
+    return methods
