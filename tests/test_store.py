@@ -1,0 +1,415 @@
+"""The results store on SQLite and PostgreSQL: round trips, de-duplication, atomicity, migrations, errors."""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import Connection, create_engine, event, inspect, text
+
+from sreval.errors import SrevalError
+from sreval.store import (
+    ImageRecord,
+    MethodRecord,
+    RunRecord,
+    Store,
+    ValueRecord,
+    api,
+    migrations,
+    open_store,
+)
+from sreval.store.models import Base
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on each backend (the SQLite file sits in a folder that does not exist yet)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/not/yet/results.sqlite"
+    return str(request.getfixturevalue("pg_database_url"))
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[Store]:
+    with open_store(url) as opened:
+        yield opened
+
+
+def make_run(
+    methods: list[MethodRecord] | None = None,
+    images: list[ImageRecord] | None = None,
+    metrics: tuple[str, ...] = ("psnr", "ssim"),
+    command: str = "evaluate",
+) -> RunRecord:
+    """A run with a value for every method x image x metric (values distinct, so order mistakes show)."""
+    methods = methods if methods is not None else [MethodRecord("bicubic", "id-bicubic", {"scale": 4})]
+    images = images if images is not None else [ImageRecord("Set5", f"img{i}.png", f"{i:064x}") for i in range(3)]
+    values = [
+        ValueRecord(m.name, im.dataset, im.image, metric, float(len(m.name) + i + 0.25 * j))
+        for m in methods
+        for i, im in enumerate(images)
+        for j, metric in enumerate(metrics)
+    ]
+    return RunRecord(
+        command=command,
+        started_at=T0,
+        finished_at=T0 + timedelta(minutes=3),
+        sreval_version="0.1.0",
+        git_commit="0123456789abcdef0123456789abcdef01234567",
+        protocol={"scale": 4, "shave": 4, "y_only": True, "resize": "matlab-bicubic"},
+        device="cpu",
+        timings={"sr": 1.5, "metrics": 0.25},
+        dataset_checksums={"Set5": "f" * 64},
+        methods=methods,
+        images=images,
+        values=values,
+    )
+
+
+def row_counts(url: str) -> dict[str, int]:
+    """Rows per data table (everything but schema_version)."""
+    engine = create_engine(url)
+    tables = [t for t in Base.metadata.tables if t != "schema_version"]
+    try:
+        with engine.connect() as conn:
+            return {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in tables}
+    finally:
+        engine.dispose()
+
+
+def schema_version(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT version FROM schema_version")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def column_names(url: str, table: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return {c["name"] for c in inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+# --- saving and reading -----------------------------------------------------------------------------------
+
+
+def test_round_trip(store: Store) -> None:
+    run = make_run(
+        methods=[
+            MethodRecord("bicubic", "id-bicubic", {"scale": 4}),
+            MethodRecord("edsr", "id-edsr", {"weights": "edsr_x4.pt", "blocks": [16, 32], "nested": {"a": None}}),
+        ]
+    )
+    run.values.append(ValueRecord("edsr", "Set5", "img0.png", "psnr_identical", math.inf))
+    run.started_at = datetime(2024, 5, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+
+    back = store.get_run(store.save_run(run))
+
+    assert back == run
+    assert back.started_at.tzinfo == timezone.utc and back.finished_at.tzinfo == timezone.utc
+    assert back.started_at == T0.replace(microsecond=0)
+
+
+def test_empty_run_round_trips(store: Store) -> None:
+    run = make_run(methods=[], images=[])
+    assert store.get_run(store.save_run(run)) == run
+
+
+def test_methods_and_images_are_shared_between_runs(store: Store, url: str) -> None:
+    first = make_run()
+    images = list(first.images)
+    images[2] = ImageRecord("Set5", "img2.png", "e" * 64)  # same file name, new content: a new image row
+    second = make_run(methods=[*first.methods, MethodRecord("edsr", "id-edsr", {})], images=images)
+
+    ids = [store.save_run(first), store.save_run(second)]
+
+    counts = row_counts(url)
+    assert counts["methods"] == 2 and counts["images"] == 4 and counts["runs"] == 2
+    assert counts["metric_values"] == len(first.values) + len(second.values)
+    assert [store.get_run(i) for i in ids] == [first, second]
+
+
+def test_one_identity_must_mean_one_method(store: Store, url: str) -> None:
+    store.save_run(make_run())
+    renamed = make_run(methods=[MethodRecord("bicubic-v2", "id-bicubic", {"scale": 4})])
+
+    with pytest.raises(SrevalError, match="id-bicubic"):
+        store.save_run(renamed)
+    assert row_counts(url)["runs"] == 1
+
+
+def test_list_runs(store: Store) -> None:
+    assert store.list_runs().empty
+    assert list(store.list_runs().columns) == [
+        "id", "command", "started_at", "finished_at", "sreval_version", "git_commit", "device", "n_values"
+    ]  # fmt: skip
+
+    first = store.save_run(make_run(command="run-benchmarks"))
+    second = store.save_run(make_run(methods=[], images=[]))
+    runs = store.list_runs()
+
+    assert runs["id"].tolist() == [first, second]
+    assert runs["command"].tolist() == ["run-benchmarks", "evaluate"]
+    assert runs["n_values"].tolist() == [6, 0]
+    assert runs["started_at"].tolist() == [pd.Timestamp(T0)] * 2
+    assert runs["git_commit"].iloc[0] == "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_run_values(store: Store) -> None:
+    run = make_run(metrics=("psnr",))
+    run_id = store.save_run(run)
+    store.save_run(make_run(images=[ImageRecord("Set14", "baboon.png", "b" * 64)]))
+
+    expected = pd.DataFrame(
+        {
+            "method": ["bicubic"] * 3,
+            "dataset": ["Set5"] * 3,
+            "image": ["img0.png", "img1.png", "img2.png"],
+            "metric": ["psnr"] * 3,
+            "value": [7.0, 8.0, 9.0],
+        }
+    )
+    pd.testing.assert_frame_equal(store.run_values(run_id), expected, check_dtype=False)
+    assert store.run_values(run_id)["value"].dtype == np.float64
+
+
+def test_unknown_run_id(store: Store) -> None:
+    with pytest.raises(SrevalError, match="no run with id 42"):
+        store.run_values(42)
+    with pytest.raises(SrevalError, match="no run with id 42"):
+        store.get_run(42)
+
+
+def test_thousands_of_values_save_fast(store: Store) -> None:
+    methods = [MethodRecord(f"m{i}", f"id-m{i}", {}) for i in range(10)]
+    images = [ImageRecord("Urban100", f"img{i:03d}.png", f"{i:064x}") for i in range(100)]
+    run = make_run(methods=methods, images=images, metrics=("psnr", "ssim", "lpips", "niqe", "ms-ssim"))
+    assert len(run.values) == 5000
+
+    started = time.perf_counter()
+    run_id = store.save_run(run)
+    elapsed = time.perf_counter() - started
+
+    assert len(store.run_values(run_id)) == 5000
+    assert elapsed < 1.0, f"saving 5000 values took {elapsed:.2f} s"
+
+
+# --- nothing half-written ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("disk on fire"), KeyboardInterrupt()])
+def test_failure_while_inserting_values_stores_nothing(store: Store, url: str, failure: BaseException) -> None:
+    statements: list[str] = []
+
+    def fail_on_values(conn: Connection, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+        if statement.startswith("INSERT INTO metric_values"):
+            raise failure
+
+    event.listen(store._engine, "before_cursor_execute", fail_on_values)
+    with pytest.raises(type(failure)):
+        store.save_run(make_run())
+    event.remove(store._engine, "before_cursor_execute", fail_on_values)
+
+    assert any(s.startswith("INSERT INTO runs") for s in statements), "the failure must come after the run row"
+    assert set(row_counts(url).values()) == {0}
+    assert store.list_runs().empty
+    assert store.save_run(make_run()) >= 1  # the store is still usable
+
+
+def test_value_violating_a_constraint_stores_nothing(
+    store: Store, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = make_run()
+    run.values.append(run.values[0])  # a duplicate (run, method, image, metric) row for the database to reject
+    monkeypatch.setattr(api, "_check_run", lambda run: None)
+
+    with pytest.raises(SrevalError, match="nothing was stored"):
+        store.save_run(run)
+    assert set(row_counts(url).values()) == {0}
+
+
+@pytest.mark.parametrize("nan", [math.nan, np.float32("nan")])
+def test_nan_is_rejected(store: Store, url: str, nan: float) -> None:
+    run = make_run()
+    run.values[4] = ValueRecord("bicubic", "Set5", "img2.png", "psnr", nan)
+
+    where = "method 'bicubic', dataset 'Set5', image 'img2.png', metric 'psnr'"
+    with pytest.raises(SrevalError, match=f"{where} is NaN"):
+        store.save_run(run)
+    assert set(row_counts(url).values()) == {0}
+
+
+NOT_A_NUMBER: Any = "1.0"
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        (lambda r: r.values.append(ValueRecord("nope", "Set5", "img0.png", "psnr", 1.0)), "run's methods"),
+        (lambda r: r.values.append(ValueRecord("bicubic", "Set5", "x.png", "psnr", 1.0)), "run's images"),
+        (lambda r: r.values.append(r.values[0]), "twice"),
+        (lambda r: r.images.append(r.images[0]), "twice"),
+        (lambda r: r.values.append(ValueRecord("bicubic", "Set5", "img0.png", "x", NOT_A_NUMBER)), "not a number"),
+        (lambda r: setattr(r, "started_at", datetime(2024, 1, 1)), "no time zone"),
+        (lambda r: r.timings.update(sr=math.nan), "timings cannot be stored as JSON"),
+    ],
+)
+def test_invalid_run_is_rejected_before_writing(store: Store, url: str, spoil: Any, message: str) -> None:
+    run = make_run()
+    spoil(run)
+    with pytest.raises(SrevalError, match=message):
+        store.save_run(run)
+    assert set(row_counts(url).values()) == {0}
+
+
+# --- schema versions --------------------------------------------------------------------------------------
+
+#: Columns per table at each schema version. Changing `models` without adding a migration fails
+#: `test_models_match_the_latest_snapshot`; add the new version here together with its migration.
+SCHEMA_SNAPSHOTS: dict[int, dict[str, set[str]]] = {
+    1: {
+        "schema_version": {"version"},
+        "runs": {
+            "id", "command", "started_at", "finished_at", "sreval_version", "git_commit", "protocol", "device",
+            "timings", "dataset_checksums",
+        },
+        "methods": {"id", "identity", "name", "metadata"},
+        "images": {"id", "dataset", "name", "sha256"},
+        "run_methods": {"run_id", "method_id", "position"},
+        "run_images": {"run_id", "image_id", "position"},
+        "metric_values": {"id", "run_id", "method_id", "image_id", "metric", "value"},
+    },
+}  # fmt: skip
+
+
+def test_models_match_the_latest_snapshot() -> None:
+    models = {name: {c.name for c in table.columns} for name, table in Base.metadata.tables.items()}
+    assert models == SCHEMA_SNAPSHOTS[migrations.latest_version()], "schema changed: add a migration step"
+
+
+def test_fresh_database_is_created_at_the_latest_version(url: str) -> None:
+    open_store(url).close()
+    assert schema_version(url) == migrations.latest_version() == 1
+    assert {t: column_names(url, t) for t in Base.metadata.tables} == SCHEMA_SNAPSHOTS[1]
+    open_store(url).close()  # opening again changes nothing
+    assert schema_version(url) == 1
+
+
+def add_comment_column(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE runs ADD COLUMN comment VARCHAR(200) DEFAULT 'migrated'"))
+
+
+def test_pending_migration_is_applied(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with open_store(url) as store:
+        run_id = store.save_run(make_run())
+    monkeypatch.setattr(migrations, "MIGRATIONS", [add_comment_column])
+
+    with open_store(url) as store:
+        assert store.get_run(run_id) == make_run()
+    assert schema_version(url) == 2
+    assert "comment" in column_names(url, "runs")
+
+
+def test_failing_migration_leaves_the_database_untouched(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    open_store(url).close()
+
+    def broken_step(conn: Connection) -> None:
+        raise RuntimeError("migration bug")
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", [add_comment_column, broken_step])
+    with pytest.raises(RuntimeError, match="migration bug"):
+        open_store(url)
+
+    assert schema_version(url) == 1
+    assert "comment" not in column_names(url, "runs")  # the DDL of step 1 was rolled back too
+
+
+def test_newer_database_is_refused(url: str) -> None:
+    open_store(url).close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE schema_version SET version = 7"))
+    engine.dispose()
+
+    message = r"database schema version 7 is newer than this sreval \(knows up to 1\); upgrade sreval"
+    with pytest.raises(SrevalError, match=message):
+        open_store(url)
+
+
+def test_sreval_tables_without_version_are_refused(url: str) -> None:
+    open_store(url).close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE schema_version"))
+    engine.dispose()
+
+    with pytest.raises(SrevalError, match="no schema_version table"):
+        open_store(url)
+
+
+# --- opening ----------------------------------------------------------------------------------------------
+
+
+def test_default_url_comes_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "deep" / "er" / "results.sqlite"
+    monkeypatch.setenv("SREVAL_DB", f"sqlite:///{path}")
+    open_store().close()
+    assert path.is_file()
+
+
+@pytest.mark.parametrize(
+    ("bad_url", "message"),
+    [
+        ("not a url", "bad results database URL not a url"),
+        ("nosuchdb://user:hunter2@host/db", r"bad results database URL nosuchdb://user:\*\*\*@host/db"),
+        ("postgresql://user:hunter2@host:port/db", r"bad results database URL postgresql://user:\*\*\*@host:port"),
+    ],
+)
+def test_bad_url(bad_url: str, message: str) -> None:
+    with pytest.raises(SrevalError, match=message) as caught:
+        open_store(bad_url)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_sqlite_folder_that_cannot_be_created(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SrevalError, match="cannot create the folder"):
+        open_store(f"sqlite:///{tmp_path}/a-file/results.sqlite")
+
+
+def test_refused_postgres_connection_names_the_url_not_the_password() -> None:
+    """Also checks that a plain postgresql:// URL works with psycopg2, the driver `sreval[postgres]` installs."""
+    with pytest.raises(SrevalError) as caught:
+        open_store("postgresql://sreval:hunter2@127.0.0.1:1/results")
+    message = str(caught.value)
+    assert "postgresql://sreval:***@127.0.0.1:1/results" in message
+    assert "hunter2" not in message
+    assert "refused" in message.lower()
+
+
+def test_silent_postgres_server_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that accepts TCP but never answers must not hang `open_store`: connect_timeout applies."""
+    monkeypatch.setattr(api, "CONNECT_TIMEOUT_S", 1)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        started = time.perf_counter()
+        with pytest.raises(SrevalError, match=f"127.0.0.1:{port}.*timeout"):
+            open_store(f"postgresql+psycopg2://sreval@127.0.0.1:{port}/results")
+    assert time.perf_counter() - started < 5
