@@ -78,7 +78,7 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
     """Atomic: a reader never sees half a file, an interrupted run never leaves one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".part", newline="") as tmp:
-        df.to_csv(tmp, index=False, float_format="%.10g")
+        df.to_csv(tmp, index=False)  # shortest repr that round-trips every float64
     os.replace(tmp.name, path)
 
 
