@@ -135,11 +135,29 @@ def load_hr(entry: ImageEntry, root: Path) -> LoadedImage:
             f"{path} is missing (dataset {entry.dataset}, image {entry.name}); set --data-root or "
             f"SREVAL_DATA_ROOT to the folder holding {Path(entry.path).parts[0]}/, or run `sreval data download`"
         )
-    image = load_image(path)
+    try:
+        image = load_image(path)
+    except SrevalError:
+        # A damaged copy usually fails to decode: say that it differs from the manifest, not only that it is corrupt.
+        digest = _file_sha256(path)
+        if digest is None or digest == entry.sha256:
+            raise
+        raise _differs(path, digest, entry) from None
     if image.sha256 != entry.sha256:
-        raise SrevalError(
-            f"{path} has sha256 {image.sha256}, expected {entry.sha256}: the file differs from the published "
-            f"{entry.dataset} image {entry.name}; replace it (`sreval data verify` checks all files)"
-        )
+        raise _differs(path, image.sha256, entry)
     cropped = mod_crop(image.pixels, SCALE)
     return LoadedImage(path=image.path, pixels=np.ascontiguousarray(cropped), sha256=image.sha256)
+
+
+def _file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _differs(path: Path, digest: str, entry: ImageEntry) -> SrevalError:
+    return SrevalError(
+        f"{path} has sha256 {digest}, expected {entry.sha256}: the file differs from the published "
+        f"{entry.dataset} image {entry.name}; replace it (`sreval data verify` checks all files)"
+    )

@@ -9,6 +9,7 @@ on a machine without network, the command must fail in seconds, not hang).
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import tempfile
@@ -38,6 +39,8 @@ def _fetch(url: str, timeout: float) -> bytes:
             return response.read()
     except urllib.error.HTTPError as e:
         raise SrevalError(f"download of {url} failed: HTTP {e.code} {e.reason}") from None
+    except http.client.HTTPException as e:  # e.g. IncompleteRead: the connection dropped in the middle of the file
+        raise SrevalError(f"download of {url} failed: {e!r}; nothing was written for this file, try again") from None
     except (urllib.error.URLError, TimeoutError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise SrevalError(
