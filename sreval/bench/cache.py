@@ -50,7 +50,7 @@ class Cache:
 
     def put_sr(self, key: str, pixels: np.ndarray) -> None:
         if self.enabled:
-            save_png(self._path("sr", key, ".png"), pixels)
+            save_png(self._path("sr", key, ".png"), pixels, compress_level=1)
 
     def get_metrics(self, key: str) -> dict[str, float]:
         path = self._path("metrics", key, ".json")

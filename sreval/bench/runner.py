@@ -23,7 +23,7 @@ from sreval.bench.cache import Cache
 from sreval.bench.methods import Method, MethodInput
 from sreval.data.datasets import Dataset, load_hr
 from sreval.imageio import pixels_sha256, to_tensor
-from sreval.metrics import Metric
+from sreval.metrics import Metric, score_all
 from sreval.protocol import Protocol
 from sreval.provenance import describe_device, git_commit
 from sreval.store import ImageRecord, MethodRecord, RunRecord, ValueRecord
@@ -141,19 +141,15 @@ def _scores(
 ) -> dict[str, float]:
     key = Cache.pair_key(pixels_sha256(sr), hr_sha256)
     known = cache.get_metrics(key)
-    values: dict[str, float] = {}
+    values = {m.info.name: known[m.cache_key] for m in metrics if m.cache_key in known}
+    counts.metrics_cached += len(values)
+    missing = [m for m in metrics if m.cache_key not in known]
     fresh: dict[str, float] = {}
-    sr_tensor = None
-    for metric in metrics:
-        if metric.cache_key in known:
-            values[metric.info.name] = known[metric.cache_key]
-            counts.metrics_cached += 1
-            continue
-        if sr_tensor is None:
-            sr_tensor = to_tensor(sr).to(hr.device)
-        value = float(metric(sr_tensor, hr)[0])
-        values[metric.info.name] = fresh[metric.cache_key] = value
-        counts.metrics_computed += 1
+    if missing:
+        scores = score_all(missing, to_tensor(sr).to(hr.device), hr)
+        for metric in missing:
+            values[metric.info.name] = fresh[metric.cache_key] = float(scores[metric.info.name][0])
+        counts.metrics_computed += len(missing)
     if fresh:
         cache.put_metrics(key, fresh)
-    return values
+    return {m.info.name: values[m.info.name] for m in metrics}  # stable column order, cached or not

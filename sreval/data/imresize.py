@@ -85,18 +85,17 @@ def _round_half_away(x: torch.Tensor) -> torch.Tensor:
 
 
 def _resize_dim(x: torch.Tensor, dim: int, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """Apply one pass along `dim`, summing taps in order like MATLAB's MEX loop (bit-exactness needs it)."""
+    """Apply one pass along `dim`, summing taps in order like MATLAB's MEX loop (bit-exactness needs it).
+
+    The resized dimension is first made the row dimension, so each tap gathers whole contiguous rows.
+    """
+    rows = x.movedim(dim, -2).contiguous()
     weights = weights.to(x.device)
     indices = indices.to(x.device)
-    out_length, taps = weights.shape
-    shape = [1] * x.dim()
-    shape[dim] = out_length
-    out = None
-    for k in range(taps):
-        term = x.index_select(dim, indices[:, k]) * weights[:, k].view(shape)
-        out = term if out is None else out + term
-    assert out is not None
-    return out
+    out = rows.index_select(-2, indices[:, 0]) * weights[:, 0, None]
+    for k in range(1, weights.shape[1]):
+        out.add_(rows.index_select(-2, indices[:, k]) * weights[:, k, None])
+    return out.movedim(-2, dim)
 
 
 def _output_size(height: int, width: int, scale: float | None, size: tuple[int, int] | None) -> tuple[int, int]:

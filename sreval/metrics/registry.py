@@ -7,7 +7,7 @@ A metric is a thin class over a pure function in `sreval.metrics.functional`: it
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
@@ -72,21 +72,43 @@ def parse_metrics(spec: str, protocol: Protocol) -> list[Metric]:
     return [create_metric(n, protocol) for n in dict.fromkeys(names)]
 
 
-def _luma_metric(fn: Callable[..., torch.Tensor]) -> Callable[[Metric, torch.Tensor, torch.Tensor], torch.Tensor]:
-    def call(self: Metric, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        a, b = luma_pair(sr, hr, self.protocol.y_mode)
-        return fn(a, b, shave=self.protocol.border)
+class LumaMetric(Metric):
+    """A full-reference metric computed on the luma planes chosen by `luma_pair` (Y, or gray values)."""
 
-    return call
+    def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        return self.on_planes(*luma_pair(sr, hr, self.protocol.y_mode))
+
+    @abstractmethod
+    def on_planes(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        """Scores (N,) for float64 planes (N, 1, H, W) on the 0..255 scale."""
+
+
+def score_all(metrics: Sequence[Metric], sr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every metric on one output/reference pair; the luma planes are computed once and shared."""
+    planes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    scores: dict[str, torch.Tensor] = {}
+    for metric in metrics:
+        if isinstance(metric, LumaMetric):
+            mode = metric.protocol.y_mode
+            if mode not in planes:
+                planes[mode] = luma_pair(sr, hr, mode)
+            scores[metric.info.name] = metric.on_planes(*planes[mode])
+        else:
+            scores[metric.info.name] = metric(sr, hr)
+    return scores
 
 
 @register_metric
-class PSNR(Metric):
+class PSNR(LumaMetric):
     info = MetricInfo("psnr", True, True, "dB", "PSNR on BT.601 Y (gray for 1-channel references), border shaved")
-    __call__ = _luma_metric(functional.psnr)
+
+    def on_planes(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        return functional.psnr(sr, hr, shave=self.protocol.border)
 
 
 @register_metric
-class SSIM(Metric):
+class SSIM(LumaMetric):
     info = MetricInfo("ssim", True, True, "", "SSIM (Gaussian 11x11, sigma 1.5, valid) on Y, border shaved")
-    __call__ = _luma_metric(functional.ssim)
+
+    def on_planes(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        return functional.ssim(sr, hr, shave=self.protocol.border)
