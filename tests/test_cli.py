@@ -231,3 +231,11 @@ def test_console_script_and_module_entry_points() -> None:
     for cmd in ([sys.executable, "-m", "sreval", "--version"], [str(Path(sys.executable).parent / "sreval"), "--version"]):
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and result.stdout.startswith("sreval ")
+
+
+def test_missing_data_root_fails_before_any_work(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run-benchmarks", "--datasets", "set5,urban100", "--out", str(env / "o"), "-q",
+                 "--data-root", str(env / "nowhere")])
+    err = capsys.readouterr().err
+    assert code == 2 and "105 benchmark file(s) missing" in err and "SREVAL_DATA_ROOT" in err
+    assert not (env / "cache").exists()

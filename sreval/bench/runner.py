@@ -21,7 +21,7 @@ from tqdm import tqdm
 from sreval import __version__
 from sreval.bench.cache import Cache
 from sreval.bench.methods import Method, MethodInput
-from sreval.data.datasets import Dataset, load_hr
+from sreval.data.datasets import Dataset, load_hr, require_files
 from sreval.imageio import pixels_sha256, to_tensor
 from sreval.metrics import Metric, score_all
 from sreval.protocol import Protocol
@@ -76,6 +76,7 @@ def run_benchmarks(
     rows: list[tuple[str, str, str, str, float]] = []
     images: list[ImageRecord] = []
 
+    require_files(list(datasets), data_root)
     plan = [(d, {m.name: {e.name for e in m.images(d)} for m in methods}) for d in datasets]
     total = sum(len(names) for _, per_method in plan for names in per_method.values())
     bar = tqdm(total=total, desc="benchmark", unit="img", disable=not progress, leave=False)

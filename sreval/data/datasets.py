@@ -121,6 +121,16 @@ def verify(dataset: Dataset, root: Path) -> list[Problem]:
     return [p for entry in dataset.images if (p := check_file(entry, root)) is not None]
 
 
+def require_files(datasets: list[Dataset], root: Path) -> None:
+    """Fail before any work starts when files are missing (checksums are checked when each file is read)."""
+    missing = [root / e.path for d in datasets for e in d.images if not (root / e.path).is_file()]
+    if missing:
+        raise SrevalError(
+            f"{len(missing)} benchmark file(s) missing under {root} (first: {missing[0]}); set --data-root or "
+            "SREVAL_DATA_ROOT to the folder holding Set5/, Set14/, BSD100/, Urban100/, or run `sreval data download`"
+        )
+
+
 def mod_crop(pixels: np.ndarray, scale: int) -> np.ndarray:
     """Crop (H, W, C) to the largest multiple of `scale` from the top-left, as the published test sets do."""
     h, w = pixels.shape[:2]
