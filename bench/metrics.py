@@ -13,6 +13,7 @@ Image decoding and the bicubic outputs are prepared once, outside the timed part
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -34,10 +35,10 @@ Pair = tuple[np.ndarray, np.ndarray]  # (SR, HR), uint8 (H, W, C)
 def reference_y(img: np.ndarray) -> np.ndarray:
     """MATLAB rgb2ycbcr of a uint8 image, Y only, rounded; a 1-channel image is used as it is."""
     if img.shape[2] == 1:
-        return img[..., 0].astype(np.float64)
+        return np.asarray(img[..., 0], dtype=np.float64)
     x = img.astype(np.float64)
     y = 16 + (65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255
-    return np.floor(y + 0.5)
+    return np.asarray(np.floor(y + 0.5))
 
 
 def reference_scores(sr: np.ndarray, hr: np.ndarray, shave: int = 4) -> tuple[float, float]:
@@ -49,7 +50,7 @@ def reference_scores(sr: np.ndarray, hr: np.ndarray, shave: int = 4) -> tuple[fl
     window = np.outer(g, g) / np.outer(g, g).sum()
 
     def filt(x: np.ndarray) -> np.ndarray:
-        return scipy.signal.correlate2d(x, window, mode="valid")
+        return np.asarray(scipy.signal.correlate2d(x, window, mode="valid"))
 
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     mu_a, mu_b = filt(a), filt(b)
@@ -72,8 +73,12 @@ def prepare(data_root: str | None) -> dict[str, list[Pair]]:
     return pairs
 
 
-def timed(fn: Callable[[], list[tuple[float, float]]], repeat: int, sync: Callable[[], None]) -> tuple[float, list]:
-    best, out = math.inf, []
+Scores = list[tuple[float, float]]
+
+
+def timed(fn: Callable[[], Scores], repeat: int, sync: Callable[[], None]) -> tuple[float, Scores]:
+    best: float = math.inf
+    out: Scores = []
     for _ in range(repeat):
         start = time.perf_counter()
         out = fn()
@@ -113,14 +118,15 @@ def main() -> None:
     total_ours = total_ref = 0.0
     worst_psnr = worst_ssim = 0.0
     for key, items in pairs.items():
-        t_ours, s_ours = timed(lambda: ours(items), args.repeat, sync)
-        t_ref, s_ref = timed(lambda: reference(items), 1 if args.repeat == 1 else 2, lambda: None)
-        d_psnr = max(abs(a[0] - b[0]) for a, b in zip(s_ours, s_ref))
-        d_ssim = max(abs(a[1] - b[1]) for a, b in zip(s_ours, s_ref))
+        t_ours, s_ours = timed(functools.partial(ours, items), args.repeat, sync)
+        t_ref, s_ref = timed(functools.partial(reference, items), 1 if args.repeat == 1 else 2, lambda: None)
+        d_psnr = max(abs(a[0] - b[0]) for a, b in zip(s_ours, s_ref, strict=True))
+        d_ssim = max(abs(a[1] - b[1]) for a, b in zip(s_ours, s_ref, strict=True))
         worst_psnr, worst_ssim = max(worst_psnr, d_psnr), max(worst_ssim, d_ssim)
         total_ours += t_ours
         total_ref += t_ref
-        print(f"{key:<9}{len(items):>7}{t_ours:>10.3f}{t_ref:>10.3f}{t_ref / t_ours:>7.1f}x{d_psnr:>12.1e}{d_ssim:>12.1e}")
+        ratio = t_ref / t_ours
+        print(f"{key:<9}{len(items):>7}{t_ours:>10.3f}{t_ref:>10.3f}{ratio:>7.1f}x{d_psnr:>12.1e}{d_ssim:>12.1e}")
     print(f"{'all':<9}{sum(map(len, pairs.values())):>7}{total_ours:>10.3f}{total_ref:>10.3f}"
           f"{total_ref / total_ours:>7.1f}x{worst_psnr:>12.1e}{worst_ssim:>12.1e}")
     print(f"device: {device}, torch threads: {torch.get_num_threads()}, reference: numpy/scipy (single thread)")

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -89,8 +89,12 @@ def format_summary(summary: pd.DataFrame) -> str:
     table = summary.pivot_table(index=["dataset", "method"], columns="metric", values="mean", sort=False)
     table["n"] = summary.groupby(["dataset", "method"], sort=False)["n"].max()
     decimals = {"psnr": 3, "ssim": 4}
-    formatters = {c: (lambda v, d=decimals.get(c, 4): f"{v:.{d}f}") for c in table.columns if c != "n"}
-    return table.to_string(formatters=formatters)
+
+    def formatter(metric: str) -> Callable[[float], str]:
+        places = decimals.get(metric, 4)
+        return lambda v: f"{v:.{places}f}"
+
+    return table.to_string(formatters={c: formatter(c) for c in table.columns if c != "n"})
 
 
 def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[Dataset], command: str) -> int:
@@ -125,7 +129,8 @@ def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[D
     c = result.counts
     new = c.sr_computed + c.metrics_computed
     print(
-        f"\n{'nothing new computed: ' if new == 0 else ''}SR images: {c.sr_computed} computed, {c.sr_cached} from cache,"
+        f"\n{'nothing new computed: ' if new == 0 else ''}"
+        f"SR images: {c.sr_computed} computed, {c.sr_cached} from cache,"
         f" {c.sr_read} read from folders; metric values: {c.metrics_computed} computed, {c.metrics_cached} from cache."
         f"\nrun {run_id} stored; wrote {args.out / 'per_image.csv'} and {args.out / 'summary.csv'}"
         f" in {result.timings['total']:.1f} s on {result.record.device}"
@@ -200,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO if args.verbose else logging.WARNING)
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except SrevalError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -16,13 +16,14 @@ def git_commit() -> str | None:
         return None
     try:
         commit = subprocess.run(
-            ["git", "-C", str(_SOURCE_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+            ["git", "-C", str(_SOURCE_ROOT), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
         )
         if commit.returncode != 0:
             return None
         dirty = subprocess.run(
             ["git", "-C", str(_SOURCE_ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5,
+            capture_output=True, text=True, timeout=5, check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

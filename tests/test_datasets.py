@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import dataclasses
+import hashlib
 import shutil
 from pathlib import Path
 

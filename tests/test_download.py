@@ -47,11 +47,11 @@ class Mirror:
 class _Handler(SimpleHTTPRequestHandler):
     requests: list[str]
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         self.requests.append(self.path)
         super().do_GET()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (keep test output quiet)
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -199,14 +199,14 @@ def test_cli_download_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 class _CutOff(BaseHTTPRequestHandler):
     """Promises 1000 bytes, sends 10, hangs up."""
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Length", "1000")
         self.end_headers()
         self.wfile.write(b"x" * 10)
         self.close_connection = True
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
@@ -215,10 +215,10 @@ class _Stalled(BaseHTTPRequestHandler):
 
     release = threading.Event()
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.release.wait(timeout=10)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

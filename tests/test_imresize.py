@@ -92,7 +92,7 @@ def test_contributions_match_the_textbook_kernel(in_len: int, out_len: int, scal
     torch.testing.assert_close(weights.sum(dim=1), torch.ones(out_len, dtype=torch.float64), rtol=0, atol=1e-14)
     for out_pixel in range(out_len):
         ours: dict[int, float] = {}
-        for w, i in zip(weights[out_pixel].tolist(), indices[out_pixel].tolist()):
+        for w, i in zip(weights[out_pixel].tolist(), indices[out_pixel].tolist(), strict=True):
             ours[i] = ours.get(i, 0.0) + w
         ours = {k: v for k, v in ours.items() if v != 0}
         expected = _independent_row(in_len, scale, out_pixel)

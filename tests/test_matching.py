@@ -82,7 +82,7 @@ def test_two_files_for_one_image_are_refused(tmp_path: Path) -> None:
 
 def test_file_stem_and_name_for_the_same_image_are_refused(tmp_path: Path) -> None:
     """`woman.png` and `img_005_SRF_4_SR.png` are the same Set5 image under two naming styles."""
-    with pytest.raises(SrevalError, match="img_005_SRF_4_SR.png and woman.png"):
+    with pytest.raises(SrevalError, match=r"img_005_SRF_4_SR\.png and woman\.png"):
         match_folder(_folder(tmp_path, "woman.png", "img_005_SRF_4_SR.png"), get_dataset("set5"))
 
 

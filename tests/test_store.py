@@ -6,7 +6,7 @@ import math
 import socket
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from sreval.store import (
 )
 from sreval.store.models import Base
 
-T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -120,7 +120,7 @@ def test_round_trip(store: Store) -> None:
     back = store.get_run(store.save_run(run))
 
     assert back == run
-    assert back.started_at.tzinfo == timezone.utc and back.finished_at.tzinfo == timezone.utc
+    assert back.started_at.tzinfo == UTC and back.finished_at.tzinfo == UTC
     assert back.started_at == T0.replace(microsecond=0)
 
 

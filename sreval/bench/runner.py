@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +69,7 @@ def run_benchmarks(
     command: str = "run-benchmarks",
     progress: bool = True,
 ) -> BenchmarkResult:
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     t0 = time.perf_counter()
     counts = Counts()
     timings = {"load": 0.0, "sr": 0.0, "metrics": 0.0}
@@ -108,7 +108,7 @@ def run_benchmarks(
     record = RunRecord(
         command=command,
         started_at=started,
-        finished_at=datetime.now(timezone.utc),
+        finished_at=datetime.now(UTC),
         sreval_version=__version__,
         git_commit=git_commit(),
         protocol=protocol.as_dict(),

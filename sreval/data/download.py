@@ -35,8 +35,9 @@ def mirror_url(base: str, entry: ImageEntry) -> str:
 
 def _fetch(url: str, timeout: float) -> bytes:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http(s) URLs only, checked)
-            return response.read()
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            data: bytes = response.read()
+            return data
     except urllib.error.HTTPError as e:
         raise SrevalError(f"download of {url} failed: HTTP {e.code} {e.reason}") from None
     except http.client.HTTPException as e:  # e.g. IncompleteRead: the connection dropped in the middle of the file

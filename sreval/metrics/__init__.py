@@ -11,4 +11,13 @@ from sreval.metrics.registry import (
     score_all,
 )
 
-__all__ = ["LumaMetric", "Metric", "MetricInfo", "create_metric", "metric_names", "parse_metrics", "register_metric", "score_all"]
+__all__ = [
+    "LumaMetric",
+    "Metric",
+    "MetricInfo",
+    "create_metric",
+    "metric_names",
+    "parse_metrics",
+    "register_metric",
+    "score_all",
+]

@@ -19,7 +19,7 @@ from dataclasses import astuple, dataclass, field
 from datetime import datetime
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pandas as pd
 from sqlalchemy import Engine, create_engine, event, func, insert, select
@@ -107,7 +107,7 @@ class Store:
         self.url = url
         """The database URL with the password masked: safe to log or show."""
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
