@@ -108,7 +108,8 @@ def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[D
     protocol = Protocol(degradation=args.degradation, y_mode=args.y_mode)
     metrics = parse_metrics(args.metrics, protocol)
     device = resolve_device(args.device)
-    store = open_store(settings.db_url(args.db))  # fail on a bad database before the long computation
+    args.out.mkdir(parents=True, exist_ok=True)  # fail on a bad --out or database before the long computation
+    store = open_store(settings.db_url(args.db))
     try:
         result = run_benchmarks(
             methods, datasets, metrics,
@@ -208,6 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except SrevalError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a folder that cannot be written, a disk that is full: the message names the path
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -246,3 +246,12 @@ def test_missing_data_root_fails_before_any_work(env: Path, capsys: pytest.Captu
     err = capsys.readouterr().err
     assert code == 2 and "105 benchmark file(s) missing" in err and "SREVAL_DATA_ROOT" in err
     assert not (env / "cache").exists()
+
+
+def test_out_path_that_is_a_file_is_an_error_before_work(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = env / "taken"
+    blocker.write_text("not a folder")
+    code = main(["run-benchmarks", "--methods", "nn", "--datasets", "set5", "--out", str(blocker), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(blocker) in err and "Traceback" not in err
+    assert not (env / "cache").exists()
