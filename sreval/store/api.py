@@ -38,6 +38,13 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 10
 
 
+#: RunRecord fields stored as columns of the `runs` row, under the same names.
+_RUN_COLUMNS = (
+    "command", "started_at", "finished_at", "sreval_version", "git_commit",
+    "protocol", "device", "timings", "dataset_checksums",
+)
+
+
 @dataclass(frozen=True)
 class MethodRecord:
     """An SR method as evaluated: `identity` is the hash of the method and its parameters."""
@@ -171,15 +178,7 @@ class Store:
                 select(Image).join(RunImage).where(RunImage.run_id == run_id).order_by(RunImage.position)
             )
             return RunRecord(
-                command=row.command,
-                started_at=row.started_at,
-                finished_at=row.finished_at,
-                sreval_version=row.sreval_version,
-                git_commit=row.git_commit,
-                protocol=row.protocol,
-                device=row.device,
-                timings=row.timings,
-                dataset_checksums=row.dataset_checksums,
+                **{name: getattr(row, name) for name in _RUN_COLUMNS},
                 methods=[MethodRecord(m.name, m.identity, m.meta) for m in methods],
                 images=[ImageRecord(i.dataset, i.name, i.sha256) for i in images],
                 values=[ValueRecord(*r) for r in _value_rows(session, run_id)],
@@ -318,17 +317,7 @@ def _insert_run(session: Session, run: RunRecord) -> int:
     """Write `run` inside the caller's transaction: one INSERT for the run, then one per table for the rest."""
     method_ids = _method_ids(session, run.methods)
     image_ids = _image_ids(session, run.images)
-    row = Run(
-        command=run.command,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        sreval_version=run.sreval_version,
-        git_commit=run.git_commit,
-        protocol=run.protocol,
-        device=run.device,
-        timings=run.timings,
-        dataset_checksums=run.dataset_checksums,
-    )
+    row = Run(**{name: getattr(run, name) for name in _RUN_COLUMNS})
     session.add(row)
     session.flush()
     run_methods = [
