@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sreval.data.datasets import get_dataset
-from sreval.data.imresize import contributions, imresize
+from sreval.data.imresize import contributions, imresize, imresize_float
 from sreval.errors import SrevalError
 from sreval.imageio import load_image, to_tensor
 
@@ -154,3 +154,14 @@ def test_cuda_matches_cpu() -> None:
         down = imresize(img, 0.25, variant=variant)
         assert torch.equal(imresize(img.cuda(), 0.25, variant=variant).cpu(), down)
         assert torch.equal(imresize(down.cuda(), 4.0).cpu(), imresize(down, 4.0))
+
+
+def test_float_resize_is_the_double_variant_before_rounding(data_root: Path) -> None:
+    """imresize_float on im2double input, scaled and rounded, is the bit-exact `double` variant."""
+    hr = _hr(data_root, "set14", "comic")
+    x = imresize_float(hr.double() / 255, 0.25)
+    assert x.dtype == torch.float64
+    rounded = torch.floor(x * 255 + 0.5).clamp(0, 255).to(torch.uint8)
+    assert torch.equal(rounded, imresize(hr, 0.25, variant="double"))
+    with pytest.raises(SrevalError, match="floating-point"):
+        imresize_float(hr, 0.5)

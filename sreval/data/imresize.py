@@ -22,6 +22,7 @@ that way (bit-exact to their files), never use it for new data.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -113,6 +114,34 @@ def _output_size(height: int, width: int, scale: float | None, size: tuple[int, 
     return out_h, out_w
 
 
+def _passes(
+    x: torch.Tensor,
+    scale: float | None,
+    size: tuple[int, int] | None,
+    border: Border,
+    antialiasing: bool,
+    after_each: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The two 1-D passes on float64 x (N, C, H, W); `after_each` (rounding) is applied after each pass."""
+    in_h, in_w = x.shape[-2:]
+    out_h, out_w = _output_size(in_h, in_w, scale, size)
+    scale_h = scale if scale is not None else out_h / in_h
+    scale_w = scale if scale is not None else out_w / in_w
+    passes = [(2, in_h, out_h, scale_h), (3, in_w, out_w, scale_w)]
+    passes.sort(key=lambda p: p[3])  # stable: height first when the scales are equal, as MATLAB does
+    for dim, in_len, out_len, s in passes:
+        weights, indices = contributions(in_len, out_len, s, antialiasing=antialiasing, border=border)
+        x = _resize_dim(x, dim, weights, indices)
+        if after_each is not None:
+            x = after_each(x)
+    return x
+
+
+def _check_batch(img: torch.Tensor) -> None:
+    if img.dim() != 4:
+        raise SrevalError(f"imresize expects shape (N, C, H, W), got {tuple(img.shape)}")
+
+
 def imresize(
     img: torch.Tensor,
     scale: float | None = None,
@@ -128,25 +157,30 @@ def imresize(
     """
     if img.dtype != torch.uint8:
         raise SrevalError(f"imresize expects a uint8 image tensor, got {img.dtype}")
-    if img.dim() != 4:
-        raise SrevalError(f"imresize expects shape (N, C, H, W), got {tuple(img.shape)}")
+    _check_batch(img)
     if variant not in VARIANTS:
         raise SrevalError(f"unknown imresize variant {variant!r}; allowed: {', '.join(VARIANTS)}")
-    in_h, in_w = img.shape[-2:]
-    out_h, out_w = _output_size(in_h, in_w, scale, size)
-    scale_h = scale if scale is not None else out_h / in_h
-    scale_w = scale if scale is not None else out_w / in_w
+    if variant == "uint8":
+        def to_uint8_range(y: torch.Tensor) -> torch.Tensor:
+            return _round_half_away(y).clamp_(0, 255)
 
-    x = img.to(torch.float64)
-    if variant == "double":
-        x = x / 255  # im2double
-    passes = [(2, in_h, out_h, scale_h), (3, in_w, out_w, scale_w)]
-    passes.sort(key=lambda p: p[3])  # stable: height first when the scales are equal, as MATLAB does
-    for dim, in_len, out_len, s in passes:
-        weights, indices = contributions(in_len, out_len, s, antialiasing=antialiasing, border=border)
-        x = _resize_dim(x, dim, weights, indices)
-        if variant == "uint8":
-            x = _round_half_away(x).clamp_(0, 255)
-    if variant == "double":
+        x = _passes(img.to(torch.float64), scale, size, border, antialiasing, to_uint8_range)
+    else:
+        x = _passes(img.to(torch.float64) / 255, scale, size, border, antialiasing)  # im2double
         x = _round_half_away(x * 255).clamp_(0, 255)  # im2uint8
     return x.to(torch.uint8)
+
+
+def imresize_float(
+    x: torch.Tensor,
+    scale: float | None = None,
+    *,
+    size: tuple[int, int] | None = None,
+    border: Border = "symmetric",
+    antialiasing: bool = True,
+) -> torch.Tensor:
+    """MATLAB `imresize` of a double image (N, C, H, W): float64 out, no rounding or clamping (NIQE's pyramid)."""
+    if not x.is_floating_point():
+        raise SrevalError(f"imresize_float expects a floating-point tensor, got {x.dtype}; use imresize for uint8")
+    _check_batch(x)
+    return _passes(x.to(torch.float64), scale, size, border, antialiasing)
