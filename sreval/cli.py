@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=cmd_data_verify)
     download.set_defaults(func=cmd_data_download)
 
+    assets = sub.add_parser("assets", help="list model parameter files (NIQE, NRQM, VGG19) or install one")
+    assets_sub = assets.add_subparsers(dest="assets_command", metavar="ACTION")
+    add = assets_sub.add_parser("add", help="install a local file as an asset (checksum verified when known)")
+    add.add_argument("name", help="asset name (see `sreval assets`)")
+    add.add_argument("path", type=Path)
+    assets.set_defaults(func=cmd_assets)
+
     runs = sub.add_parser("runs", help="list runs in the results store")
     runs.add_argument("--db", help="results database URL (default: $SREVAL_DB or an SQLite file)")
     runs.set_defaults(func=cmd_runs)
@@ -100,13 +107,17 @@ def format_summary(summary: pd.DataFrame) -> str:
 def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[Dataset], command: str) -> int:
     from sreval.bench.cache import Cache
     from sreval.bench.runner import run_benchmarks
-    from sreval.metrics import parse_metrics
+    from sreval.metrics import select_metrics
     from sreval.protocol import Protocol
     from sreval.provenance import resolve_device
     from sreval.store import open_store
 
     protocol = Protocol(degradation=args.degradation, y_mode=args.y_mode)
-    metrics = parse_metrics(args.metrics, protocol)
+    metrics, unavailable = select_metrics(args.metrics, protocol)
+    for name, reason in unavailable.items():
+        log.warning("metric %s unavailable: %s", name, reason)
+    if not metrics:
+        raise SrevalError(f"none of the metrics {args.metrics!r} can be computed (see above)")
     device = resolve_device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)  # fail on a bad --out or database before the long computation
     store = open_store(settings.db_url(args.db))
@@ -127,6 +138,8 @@ def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[D
     _write_csv(result.summary, args.out / "summary.csv")
 
     print(format_summary(result.summary))
+    for name in unavailable:
+        print(f"{name}: unavailable (model file missing: `sreval assets` shows where it was looked for)")
     c = result.counts
     new = c.sr_computed + c.metrics_computed
     print(
@@ -187,6 +200,25 @@ def cmd_data_download(args: argparse.Namespace) -> int:
         with tqdm(total=len(dataset.images), desc=dataset.key, unit="file", disable=not sys.stderr.isatty()) as bar:
             fetched = download(dataset, root, mirror=args.mirror or DEFAULT_MIRROR, progress=lambda _: bar.update())
         print(f"{dataset.key}: {fetched} downloaded, {len(dataset.images) - fetched} already present, all verified")
+    return 0
+
+
+def cmd_assets(args: argparse.Namespace) -> int:
+    from sreval import assets
+
+    if args.assets_command == "add":
+        target = assets.add(args.name, args.path)
+        print(f"installed {args.name} at {target}")
+        return 0
+    for asset in assets.ASSETS.values():
+        places = assets.search_paths(asset)
+        found = next((p for p in places if p.is_file()), None)
+        if found is None:
+            print(f"{asset.name:<7} missing      {asset.filename}: {asset.description}")
+            print(f"        get it from {asset.source}; then `sreval assets add {asset.name} PATH`")
+        else:
+            print(f"{asset.name:<7} {assets.checksum_status(asset, found):<12} {found}")
+        print(f"        looked in: {', '.join(map(str, places))}")
     return 0
 
 

@@ -117,7 +117,7 @@ def test_registry_metadata_and_errors() -> None:
     metric = create_metric("PSNR")
     assert metric.info.higher_is_better and metric.info.needs_reference and metric.info.unit == "dB"
     assert create_metric("ssim", Protocol(y_mode="float")).cache_key != create_metric("ssim").cache_key
-    with pytest.raises(SrevalError, match="unknown metric 'lpips'; available: psnr, ssim"):
+    with pytest.raises(SrevalError, match="unknown metric 'lpips'; available: psnr, "):
         parse_metrics("psnr,lpips", Protocol())
 
 
@@ -145,3 +145,25 @@ def test_cuda_matches_cpu() -> None:
     sr, hr = _random_pair(10, (2, 1, 64, 64))
     assert torch.allclose(ssim(sr.cuda(), hr.cuda()).cpu(), ssim(sr, hr), rtol=0, atol=1e-12)
     assert torch.allclose(psnr(sr.cuda(), hr.cuda()).cpu(), psnr(sr, hr), rtol=0, atol=1e-12)
+
+
+def test_rmse_per_image_and_set_value_is_root_of_mean_mse() -> None:
+    """PIRM's RMSE of a set is sqrt(mean per-image MSE), not the mean of per-image RMSEs."""
+    import pandas as pd
+
+    from sreval.bench.runner import summarise
+
+    sr, hr = _random_pair(11, (2, 3, 40, 40))
+    a, b = luma_pair(sr, hr)
+    rmse = create_metric("rmse")(sr, hr)
+    mse = ((a - b)[..., 4:-4, 4:-4] ** 2).flatten(1).mean(dim=1)
+    torch.testing.assert_close(rmse, mse.sqrt(), rtol=0, atol=1e-12)
+    assert not create_metric("rmse").info.higher_is_better
+
+    per_image = pd.DataFrame({
+        "method": ["m"] * 4, "dataset": ["d"] * 4, "image": ["x", "y", "x", "y"],
+        "metric": ["rmse", "rmse", "psnr", "psnr"], "value": [3.0, 4.0, 30.0, 40.0],
+    })
+    summary = summarise(per_image, {"rmse": "rms", "psnr": "mean"}).set_index("metric")["mean"]
+    assert summary["rmse"] == pytest.approx(math.sqrt((9 + 16) / 2))
+    assert summary["psnr"] == pytest.approx(35.0)

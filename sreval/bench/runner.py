@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,12 +49,18 @@ class BenchmarkResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def summarise(per_image: pd.DataFrame) -> pd.DataFrame:
-    """Set means are means of per-image values (not, e.g., the PSNR of the mean MSE)."""
+def summarise(per_image: pd.DataFrame, aggregates: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Set values per method, dataset and metric: the mean of per-image values (not, e.g., the PSNR of the mean
+    MSE), or for "rms" metrics sqrt(mean(value²)) (RMSE over a set = sqrt of the mean per-image MSE)."""
     if per_image.empty:
         return pd.DataFrame(columns=["method", "dataset", "metric", "mean", "n"])
-    grouped = per_image.groupby(["method", "dataset", "metric"], sort=False)["value"]
-    return grouped.agg(mean="mean", n="count").reset_index()
+    rms = {m for m, how in (aggregates or {}).items() if how == "rms"}
+    values = per_image["value"].where(~per_image["metric"].isin(rms), per_image["value"] ** 2)
+    grouped = values.groupby([per_image["method"], per_image["dataset"], per_image["metric"]], sort=False)
+    summary = grouped.agg(mean="mean", n="count").reset_index()
+    is_rms = summary["metric"].isin(rms)
+    summary.loc[is_rms, "mean"] = np.sqrt(summary.loc[is_rms, "mean"])
+    return summary
 
 
 def run_benchmarks(
@@ -119,7 +125,8 @@ def run_benchmarks(
         images=images,
         values=[ValueRecord(*row) for row in rows],
     )
-    return BenchmarkResult(per_image, summarise(per_image), record, counts, timings)
+    aggregates = {m.info.name: m.info.aggregate for m in metrics}
+    return BenchmarkResult(per_image, summarise(per_image, aggregates), record, counts, timings)
 
 
 def _output(method: Method, item: MethodInput, cache: Cache, protocol: Protocol, counts: Counts) -> np.ndarray:

@@ -9,6 +9,7 @@ from sreval.metrics.registry import (
     parse_metrics,
     register_metric,
     score_all,
+    select_metrics,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "parse_metrics",
     "register_metric",
     "score_all",
+    "select_metrics",
 ]

@@ -9,14 +9,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 import torch
 
+from sreval.assets import AssetMissing
 from sreval.data.color import luma_pair
 from sreval.errors import SrevalError
 from sreval.metrics import functional
 from sreval.protocol import Protocol
+
+Aggregate = Literal["mean", "rms"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class MetricInfo:
     needs_reference: bool
     unit: str
     description: str
+    #: How per-image values become a set value: "mean", or "rms" = sqrt(mean(value²)) — RMSE over a set is
+    #: sqrt(mean per-image MSE) in the PIRM protocol, not the mean of per-image RMSEs.
+    aggregate: Aggregate = "mean"
 
 
 class Metric(ABC):
@@ -65,11 +71,34 @@ def create_metric(name: str, protocol: Protocol | None = None) -> Metric:
     return cls(protocol or Protocol())
 
 
-def parse_metrics(spec: str, protocol: Protocol) -> list[Metric]:
+def _names(spec: str) -> list[str]:
     names = [n.strip().lower() for n in spec.split(",") if n.strip()]
     if not names:
         raise SrevalError(f"no metric named in {spec!r}; available: {', '.join(_REGISTRY)}")
-    return [create_metric(n, protocol) for n in dict.fromkeys(names)]
+    unknown = [n for n in names if n not in _REGISTRY]
+    if unknown:
+        raise SrevalError(f"unknown metric {unknown[0]!r}; available: {', '.join(_REGISTRY)}")
+    return list(dict.fromkeys(names))
+
+
+def parse_metrics(spec: str, protocol: Protocol) -> list[Metric]:
+    """All named metrics, or an error (including a missing model file) for the first that cannot be made."""
+    return [create_metric(n, protocol) for n in _names(spec)]
+
+
+def select_metrics(spec: str, protocol: Protocol) -> tuple[list[Metric], dict[str, str]]:
+    """The named metrics that can run, and for the others (missing model files) the reason, by name.
+
+    A run goes on with what is available and reports the rest as unavailable: never a zero or NaN in a table.
+    """
+    available: list[Metric] = []
+    unavailable: dict[str, str] = {}
+    for name in _names(spec):
+        try:
+            available.append(create_metric(name, protocol))
+        except AssetMissing as missing:
+            unavailable[name] = str(missing)
+    return available, unavailable
 
 
 class LumaMetric(Metric):
@@ -104,6 +133,16 @@ class PSNR(LumaMetric):
 
     def on_planes(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         return functional.psnr(sr, hr, shave=self.protocol.border)
+
+
+@register_metric
+class RMSE(LumaMetric):
+    info = MetricInfo(
+        "rmse", False, True, "", "RMSE on Y (0-255), border shaved; the set value is sqrt(mean per-image MSE)", "rms"
+    )
+
+    def on_planes(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        return functional.mse(sr, hr, shave=self.protocol.border).sqrt()
 
 
 @register_metric
