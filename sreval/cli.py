@@ -75,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("path", type=Path)
     assets.set_defaults(func=cmd_assets)
 
+    plot = sub.add_parser("plot", help="figures from a run's results")
+    plot_sub = plot.add_subparsers(dest="plot_command", required=True, metavar="FIGURE")
+    pd_plot = plot_sub.add_parser("pd", help="perception–distortion plane (RMSE vs PI, or NIQE) as HTML")
+    pd_plot.add_argument("--results", required=True, type=Path, help="a run's --out folder (its summary.csv)")
+    pd_plot.add_argument("--out", type=Path, default=Path("reports/pd_plane.html"),
+                         help="HTML file to write (default: reports/pd_plane.html)")
+    pd_plot.set_defaults(func=cmd_plot_pd)
+
     runs = sub.add_parser("runs", help="list runs in the results store")
     runs.add_argument("--db", help="results database URL (default: $SREVAL_DB or an SQLite file)")
     runs.set_defaults(func=cmd_runs)
@@ -219,6 +227,14 @@ def cmd_assets(args: argparse.Namespace) -> int:
         else:
             print(f"{asset.name:<7} {assets.checksum_status(asset, found):<12} {found}")
         print(f"        looked in: {', '.join(map(str, places))}")
+    return 0
+
+
+def cmd_plot_pd(args: argparse.Namespace) -> int:
+    from sreval.report.pd_plane import load_summary, pd_figure, write_html
+
+    path = write_html(pd_figure(load_summary(args.results)), args.out)
+    print(f"wrote {path}")
     return 0
 
 

@@ -1,0 +1,84 @@
+"""The perception–distortion plane of PIRM 2018: RMSE (x) against the perceptual index (y), lower-left is better.
+
+Input is a `summary.csv` written by `run-benchmarks` / `evaluate`. PI is plotted when the run has it; otherwise
+NIQE, and the axis says so (NIQE alone is not PI: PI also needs Ma's score). PIRM's three regions are
+RMSE ≤ 11.5, 11.5 < RMSE ≤ 12.5 and 12.5 < RMSE ≤ 16.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from sreval.errors import SrevalError
+
+PIRM_REGIONS = ((0.0, 11.5, "Region 1"), (11.5, 12.5, "Region 2"), (12.5, 16.0, "Region 3"))
+_REGION_COLOURS = ("rgba(44,160,44,0.10)", "rgba(255,127,14,0.10)", "rgba(31,119,180,0.10)")
+
+
+def load_summary(results: Path) -> pd.DataFrame:
+    path = results / "summary.csv" if results.is_dir() else results
+    if not path.is_file():
+        raise SrevalError(f"{path} not found: give the --out folder of a run-benchmarks/evaluate run")
+    summary = pd.read_csv(path)
+    expected = {"method", "dataset", "metric", "mean"}
+    if not expected <= set(summary.columns):
+        raise SrevalError(
+            f"{path} is not a sreval summary (columns {sorted(summary.columns)}, need {sorted(expected)})"
+        )
+    return summary
+
+
+def pd_points(summary: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """One row per method and dataset with `rmse` and `perception`, and the name of the perception metric."""
+    table = summary.pivot_table(index=["method", "dataset"], columns="metric", values="mean", sort=False)
+    if "rmse" not in table:
+        raise SrevalError("the results have no rmse: run with --metrics ...,rmse,pi (or niqe)")
+    if "pi" in table:
+        perception = "pi"
+    elif "niqe" in table:
+        perception = "niqe"
+    else:
+        raise SrevalError("the results have neither pi nor niqe: run with --metrics ...,niqe,ma,pi")
+    points = table[["rmse", perception]].dropna().rename(columns={perception: "perception"}).reset_index()
+    if points.empty:
+        raise SrevalError(f"no method has both rmse and {perception}")
+    return points, perception
+
+
+def pd_figure(summary: pd.DataFrame, title: str = "Perception–distortion plane (PIRM 2018)") -> go.Figure:
+    points, perception = pd_points(summary)
+    y_label = "Perceptual index PI (lower is better)" if perception == "pi" else (
+        "NIQE (PI unavailable: Ma's model missing; lower is better)"
+    )
+    fig = go.Figure()
+    for (low, high, name), colour in zip(PIRM_REGIONS, _REGION_COLOURS, strict=True):
+        fig.add_vrect(x0=low, x1=high, fillcolor=colour, line_width=0, layer="below",
+                      annotation_text=f"{name}: RMSE ≤ {high}", annotation_position="top left")
+    for dataset, group in points.groupby("dataset", sort=False):
+        fig.add_trace(go.Scatter(
+            x=group["rmse"], y=group["perception"], mode="markers+text", name=str(dataset),
+            text=group["method"], textposition="top center",
+            customdata=group[["method", "dataset"]].to_numpy(),
+            hovertemplate=(
+                "method %{customdata[0]}<br>dataset %{customdata[1]}<br>RMSE %{x:.3f}<br>"
+                f"{perception.upper()} " + "%{y:.3f}<extra></extra>"
+            ),
+        ))
+    fig.update_layout(title=title, xaxis_title="RMSE on Y (lower is better)", yaxis_title=y_label,
+                      legend_title="dataset", template="plotly_white")
+    fig.update_xaxes(rangemode="tozero")
+    return fig
+
+
+def write_html(fig: go.Figure, path: Path) -> Path:
+    """Self-contained HTML (plotly.js embedded: opens offline), written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".part", encoding="utf-8") as tmp:
+        fig.write_html(tmp, include_plotlyjs=True, full_html=True)
+    os.replace(tmp.name, path)
+    return path
