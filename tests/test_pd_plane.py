@@ -54,7 +54,7 @@ def test_html_is_self_contained_and_has_points_regions_and_hover(tmp_path: Path)
 
 
 def test_pi_is_preferred_over_niqe() -> None:
-    summary = pd.DataFrame(ROWS + [("bicubic", "set5", "pi", 6.5)], columns=["method", "dataset", "metric", "mean"])
+    summary = pd.DataFrame([*ROWS, ("bicubic", "set5", "pi", 6.5)], columns=["method", "dataset", "metric", "mean"])
     points, perception = pd_points(summary)
     assert perception == "pi"
     assert points.to_dict("records") == [{"method": "bicubic", "dataset": "set5", "rmse": 9.6, "perception": 6.5}]
