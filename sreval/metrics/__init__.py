@@ -23,3 +23,6 @@ __all__ = [
     "score_all",
     "select_metrics",
 ]
+
+# Registers niqe, ma and pi (after the registry exists; they need model files only when created).
+from sreval.metrics import perceptual  # noqa: F401

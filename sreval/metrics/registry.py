@@ -112,19 +112,52 @@ class LumaMetric(Metric):
         """Scores (N,) for float64 planes (N, 1, H, W) on the 0..255 scale."""
 
 
+class DerivedMetric(Metric):
+    """A metric combined from other registered metrics (PI from Ma and NIQE); unavailable when a part is."""
+
+    parts: ClassVar[tuple[str, ...]]
+
+    def __init__(self, protocol: Protocol) -> None:
+        super().__init__(protocol)
+        self.components = [create_metric(name, protocol) for name in self.parts]
+
+    def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        return self.combine({m.info.name: m(sr, hr) for m in self.components})
+
+    @abstractmethod
+    def combine(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The metric from its parts' scores, by name."""
+
+    @property
+    def cache_key(self) -> str:
+        return f"{self.info.name}({','.join(m.cache_key for m in self.components)})"
+
+
 def score_all(metrics: Sequence[Metric], sr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every metric on one output/reference pair; the luma planes are computed once and shared."""
+    """Every metric on one output/reference pair. Luma planes are computed once and shared, and a derived metric
+    reuses its parts' scores when they are among `metrics`."""
     planes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     scores: dict[str, torch.Tensor] = {}
-    for metric in metrics:
+
+    def score(metric: Metric) -> torch.Tensor:
+        if metric.info.name in scores:
+            return scores[metric.info.name]
         if isinstance(metric, LumaMetric):
             mode = metric.protocol.y_mode
             if mode not in planes:
                 planes[mode] = luma_pair(sr, hr, mode)
-            scores[metric.info.name] = metric.on_planes(*planes[mode])
+            value = metric.on_planes(*planes[mode])
+        elif isinstance(metric, DerivedMetric):
+            value = metric.combine({part.info.name: score(part) for part in metric.components})
         else:
-            scores[metric.info.name] = metric(sr, hr)
-    return scores
+            value = metric(sr, hr)
+        scores[metric.info.name] = value
+        return value
+
+    plain = [m for m in metrics if not isinstance(m, DerivedMetric)]
+    for metric in [*plain, *(m for m in metrics if isinstance(m, DerivedMetric))]:
+        score(metric)
+    return {m.info.name: scores[m.info.name] for m in metrics}
 
 
 @register_metric

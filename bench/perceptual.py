@@ -1,0 +1,101 @@
+"""Per-image cost of NIQE and of the NRQM (Ma) feature extraction: sreval vs pyiqa, image by image, same inputs.
+
+Both are fed the same PIRM plane (MATLAB Y of the uint8 image, 4 px shaved, float64). The script checks that the
+values agree (NIQE to 1e-6, NRQM features to 1e-6 relative) and prints per-image times and the speed ratios.
+Target: ≥ 3× on CPU.
+
+pyiqa is not a dependency of sreval (non-commercial licence, heavy). Run this in an environment that has it,
+with sreval on the path, e.g. a venv with `torch==2.14.1 torchvision==0.29.1` and `pip install --no-deps pyiqa`
+(+ huggingface_hub, pyyaml, opencv-python-headless, scipy, pillow):
+
+    PYTHONPATH=. python bench/perceptual.py [--data-root ../shared/data] [--device cpu|cuda] [--images N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sreval.data.color import rgb_to_y
+from sreval.imageio import load_image, to_tensor
+from sreval.metrics.niqe import load_niqe_model, niqe
+from sreval.metrics.nrqm import nrqm_features
+
+
+def pirm_plane(path: Path, device: torch.device) -> torch.Tensor:
+    rgb = to_tensor(load_image(path).pixels)
+    return rgb_to_y(rgb)[..., 4:-4, 4:-4].to(device)
+
+
+def relative_difference(ours: torch.Tensor, reference: torch.Tensor) -> float:
+    a, b = ours.reshape(-1).double().cpu(), reference.reshape(-1).double().cpu()
+    return float(((a - b).abs() / (b.abs() + 1e-6)).max())
+
+
+def timed(fn: Callable[[], Any], device: torch.device, repeat: int = 2) -> tuple[float, Any]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--images", type=int, default=3, help="Urban100 images to add to the 5 calibration images")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+
+    from pyiqa.archs import niqe_arch, nrqm_arch  # imported here: only this script needs pyiqa
+    from pyiqa.matlab_utils import im2col
+
+    def pyiqa_nrqm_features(plane: torch.Tensor) -> list[torch.Tensor]:
+        pyramid = nrqm_arch.get_gauss_pyramid(plane / 255.0)
+        f1 = torch.cat([nrqm_arch.block_dct(im) for im in pyramid], dim=1)
+        f2 = nrqm_arch.global_gsm(plane)
+        svd = [torch.linalg.svd(im2col(im, 5, "distinct"), full_matrices=False)[1] for im in pyramid]
+        return [f1, f2, torch.cat(svd, dim=1)]
+
+    model = load_niqe_model(args.data_root / "iqa" / "niqe" / "modelparameters.mat")
+    mu, cov = model.mu.to(device)[None], model.cov.to(device)[None]
+    paths = sorted((args.data_root / "iqa" / "calibration_pyiqa" / "dist_dir").glob("*.bmp"))
+    paths += sorted((args.data_root / "benchmarks" / "Urban100" / "HR").glob("*.png"))[: args.images]
+
+    print(f"{'image':<22}{'size':>10}{'NIQE ours':>11}{'pyiqa':>9}{'ratio':>7}{'|dNIQE|':>9}"
+          f"{'NRQM ours':>11}{'pyiqa':>9}{'ratio':>7}{'max rel dF':>11}")
+    totals = np.zeros(4)
+    for path in paths:
+        plane = pirm_plane(path, device)
+        t_niqe, ours_niqe = timed(partial(niqe, plane, model), device)
+        t_niqe_ref, ref_niqe = timed(partial(niqe_arch.niqe, plane, mu, cov), device)
+        t_feat, ours_feat = timed(partial(nrqm_features, plane[0, 0]), device, repeat=1)
+        t_feat_ref, ref_feat = timed(partial(pyiqa_nrqm_features, plane), device, repeat=1)
+        d_niqe = abs(float(ours_niqe[0]) - float(ref_niqe.reshape(-1)[0]))
+        d_feat = max(relative_difference(a, b) for a, b in zip(ours_feat, ref_feat, strict=True))
+        totals += [t_niqe, t_niqe_ref, t_feat, t_feat_ref]
+        h, w = plane.shape[-2:]
+        size = f"{w}x{h}"
+        print(f"{path.name:<22}{size:>10}{t_niqe * 1e3:>9.1f}ms{t_niqe_ref * 1e3:>7.0f}ms"
+              f"{t_niqe_ref / t_niqe:>6.1f}x{d_niqe:>9.1e}{t_feat:>10.2f}s{t_feat_ref:>8.2f}s"
+              f"{t_feat_ref / t_feat:>6.1f}x{d_feat:>11.1e}")
+    print(f"{'all':<32}{totals[0] * 1e3:>9.1f}ms{totals[1] * 1e3:>7.0f}ms{totals[1] / totals[0]:>6.1f}x{'':>9}"
+          f"{totals[2]:>10.2f}s{totals[3]:>8.2f}s{totals[3] / totals[2]:>6.1f}x")
+    print(f"device: {device}, torch {torch.__version__}, threads: {torch.get_num_threads()}")
+
+
+if __name__ == "__main__":
+    main()
