@@ -134,7 +134,7 @@ def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[D
             methods, datasets, metrics,
             protocol=protocol,
             data_root=settings.data_root(args.data_root),
-            cache=Cache(settings.cache_dir(args.cache_dir), enabled=not args.no_cache),
+            cache=Cache(settings.cache_dir(args.cache_dir), enabled=not args.no_cache, metric_store=store),
             device=device,
             command=command,
             progress=not args.quiet and sys.stderr.isatty(),

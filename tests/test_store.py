@@ -295,6 +295,7 @@ SCHEMA_SNAPSHOTS: dict[int, dict[str, set[str]]] = {
         "metric_values": {"id", "run_id", "method_id", "image_id", "metric", "value"},
     },
 }  # fmt: skip
+SCHEMA_SNAPSHOTS[2] = {**SCHEMA_SNAPSHOTS[1], "metric_cache": {"pair_key", "metric_key", "value"}}
 
 
 def test_models_match_the_latest_snapshot() -> None:
@@ -304,10 +305,10 @@ def test_models_match_the_latest_snapshot() -> None:
 
 def test_fresh_database_is_created_at_the_latest_version(url: str) -> None:
     open_store(url).close()
-    assert schema_version(url) == migrations.latest_version() == 1
-    assert {t: column_names(url, t) for t in Base.metadata.tables} == SCHEMA_SNAPSHOTS[1]
+    assert schema_version(url) == migrations.latest_version() == 2
+    assert {t: column_names(url, t) for t in Base.metadata.tables} == SCHEMA_SNAPSHOTS[2]
     open_store(url).close()  # opening again changes nothing
-    assert schema_version(url) == 1
+    assert schema_version(url) == 2
 
 
 def add_comment_column(conn: Connection) -> None:
@@ -317,11 +318,11 @@ def add_comment_column(conn: Connection) -> None:
 def test_pending_migration_is_applied(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     with open_store(url) as store:
         run_id = store.save_run(make_run())
-    monkeypatch.setattr(migrations, "MIGRATIONS", [add_comment_column])
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, add_comment_column])
 
     with open_store(url) as store:
         assert store.get_run(run_id) == make_run()
-    assert schema_version(url) == 2
+    assert schema_version(url) == 3
     assert "comment" in column_names(url, "runs")
 
 
@@ -331,11 +332,11 @@ def test_failing_migration_leaves_the_database_untouched(url: str, monkeypatch: 
     def broken_step(conn: Connection) -> None:
         raise RuntimeError("migration bug")
 
-    monkeypatch.setattr(migrations, "MIGRATIONS", [add_comment_column, broken_step])
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, add_comment_column, broken_step])
     with pytest.raises(RuntimeError, match="migration bug"):
         open_store(url)
 
-    assert schema_version(url) == 1
+    assert schema_version(url) == 2
     assert "comment" not in column_names(url, "runs")  # the DDL of step 1 was rolled back too
 
 
@@ -346,7 +347,7 @@ def test_newer_database_is_refused(url: str) -> None:
         conn.execute(text("UPDATE schema_version SET version = 7"))
     engine.dispose()
 
-    message = r"database schema version 7 is newer than this sreval \(knows up to 1\); upgrade sreval"
+    message = r"database schema version 7 is newer than this sreval \(knows up to 2\); upgrade sreval"
     with pytest.raises(SrevalError, match=message):
         open_store(url)
 
@@ -360,6 +361,38 @@ def test_sreval_tables_without_version_are_refused(url: str) -> None:
 
     with pytest.raises(SrevalError, match="no schema_version table"):
         open_store(url)
+
+
+def test_version_1_database_gets_the_metric_cache(url: str) -> None:
+    """A real migration: a database as sreval 0.1 wrote it (schema 1, no metric_cache) keeps its runs and gains
+    the cache table."""
+    with open_store(url) as store:
+        run_id = store.save_run(make_run())
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE metric_cache"))
+        conn.execute(text("UPDATE schema_version SET version = 1"))
+    engine.dispose()
+    engine = create_engine(url)
+    assert "metric_cache" not in inspect(engine).get_table_names()
+    engine.dispose()
+
+    with open_store(url) as store:
+        assert store.get_run(run_id) == make_run()
+        store.cache_metrics("pair", {"psnr@k": 31.5})
+        assert store.cached_metrics("pair") == {"psnr@k": 31.5}
+    assert schema_version(url) == 2
+    assert column_names(url, "metric_cache") == SCHEMA_SNAPSHOTS[2]["metric_cache"]
+
+
+def test_metric_cache_keeps_the_first_value_per_key(url: str) -> None:
+    with open_store(url) as store:
+        assert store.cached_metrics("p") == {}
+        store.cache_metrics("p", {"a": 1.0, "b": 2.0})
+        store.cache_metrics("p", {"b": 9.0, "c": 3.0})  # same key, same number by construction: not rewritten
+        store.cache_metrics("q", {})
+        assert store.cached_metrics("p") == {"a": 1.0, "b": 2.0, "c": 3.0}
+        assert store.cached_metrics("q") == {}
 
 
 # --- opening ----------------------------------------------------------------------------------------------

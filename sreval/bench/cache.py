@@ -1,17 +1,16 @@
-"""Content-addressed on-disk cache of SR images and metric values.
+"""Content-addressed caches: SR images on disk, metric values in the results store.
 
-SR image key: method identity + HR file checksum + protocol parameters and version. Metric key: checksum of
-the SR pixels + HR file checksum + metric name and protocol. Changing any of these gives a new key, so a
-stale entry is never read; nothing is ever invalidated by hand. Files are written atomically.
+SR image key: method identity + HR file checksum + protocol parameters and version; the PNG lives under the
+cache folder. Metric key: checksum of the SR pixels + HR file checksum (the pair), then the metric's own key
+(name, protocol parameters and version, model checksum); values live in the results store's `metric_cache`
+table. Changing any input gives a new key, so a stale entry is never read and nothing is invalidated by hand.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import tempfile
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -23,10 +22,19 @@ def _key(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
+class MetricValueStore(Protocol):
+    """Where metric values are remembered (`sreval.store.Store` in practice)."""
+
+    def cached_metrics(self, pair_key: str) -> dict[str, float]: ...
+
+    def cache_metrics(self, pair_key: str, values: dict[str, float]) -> None: ...
+
+
 class Cache:
-    def __init__(self, root: Path, *, enabled: bool = True) -> None:
+    def __init__(self, root: Path, *, enabled: bool = True, metric_store: MetricValueStore | None = None) -> None:
         self.root = root
         self.enabled = enabled
+        self.metric_store = metric_store
 
     @staticmethod
     def sr_key(method_identity: str, hr_sha256: str, protocol_key: str) -> str:
@@ -36,11 +44,11 @@ class Cache:
     def pair_key(sr_pixels_sha256: str, hr_sha256: str) -> str:
         return _key("pair", sr_pixels_sha256, hr_sha256)
 
-    def _path(self, kind: str, key: str, suffix: str) -> Path:
-        return self.root / kind / key[:2] / f"{key}{suffix}"
+    def _sr_path(self, key: str) -> Path:
+        return self.root / "sr" / key[:2] / f"{key}.png"
 
     def get_sr(self, key: str) -> np.ndarray | None:
-        path = self._path("sr", key, ".png")
+        path = self._sr_path(key)
         if not self.enabled or not path.is_file():
             return None
         try:
@@ -50,23 +58,13 @@ class Cache:
 
     def put_sr(self, key: str, pixels: np.ndarray) -> None:
         if self.enabled:
-            save_png(self._path("sr", key, ".png"), pixels, compress_level=1)
+            save_png(self._sr_path(key), pixels, compress_level=1)
 
     def get_metrics(self, key: str) -> dict[str, float]:
-        path = self._path("metrics", key, ".json")
-        if not self.enabled or not path.is_file():
+        if not self.enabled or self.metric_store is None:
             return {}
-        try:
-            return {k: float(v) for k, v in json.loads(path.read_text()).items()}
-        except (ValueError, OSError, AttributeError):
-            return {}
+        return self.metric_store.cached_metrics(key)
 
     def put_metrics(self, key: str, values: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        path = self._path("metrics", key, ".json")
-        merged = {**self.get_metrics(key), **values}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".part") as tmp:
-            json.dump(merged, tmp, sort_keys=True)
-        os.replace(tmp.name, path)
+        if self.enabled and self.metric_store is not None:
+            self.metric_store.cache_metrics(key, values)

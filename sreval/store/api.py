@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from sreval import settings
 from sreval.errors import SrevalError
 from sreval.store import migrations
-from sreval.store.models import Base, Image, Method, MetricValue, Run, RunImage, RunMethod
+from sreval.store.models import Base, CachedMetricValue, Image, Method, MetricValue, Run, RunImage, RunMethod
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,28 @@ class Store:
                 images=[ImageRecord(i.dataset, i.name, i.sha256) for i in images],
                 values=[ValueRecord(*r) for r in _value_rows(session, run_id)],
             )
+
+    def cached_metrics(self, pair_key: str) -> dict[str, float]:
+        """Metric values already computed for this output/reference pair, by metric key."""
+        with self._errors("read the metric cache"), self._engine.connect() as conn:
+            rows = conn.execute(
+                select(CachedMetricValue.metric_key, CachedMetricValue.value).where(
+                    CachedMetricValue.pair_key == pair_key
+                )
+            )
+            return {key: float(value) for key, value in rows}
+
+    def cache_metrics(self, pair_key: str, values: dict[str, float]) -> None:
+        """Remember values for a pair (keys already present are left as they are: same key, same number)."""
+        if not values:
+            return
+        with self._errors("write the metric cache"), Session(self._engine) as session, session.begin():
+            present = set(session.scalars(
+                select(CachedMetricValue.metric_key).where(CachedMetricValue.pair_key == pair_key)
+            ))
+            rows = [{"pair_key": pair_key, "metric_key": k, "value": v} for k, v in values.items() if k not in present]
+            if rows:
+                session.execute(insert(CachedMetricValue), rows)
 
     def close(self) -> None:
         """Release the connection pool."""

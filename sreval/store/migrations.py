@@ -6,7 +6,7 @@ to be shipped, found and kept in sync for no gain. What we need from it fits in 
 
 * the `schema_version` table holds one row, the version the database is at;
 * `MIGRATIONS[i]` is a plain function that upgrades a database from version `i + 1` to `i + 2`
-  (version 1 is the first released schema, so the list starts empty);
+  (version 1 is the first released schema);
 * `upgrade` runs in ONE transaction (the SQLite engine is set up for transactional DDL in `api`): a fresh
   database gets the latest tables straight from `models` and is stamped with the latest version, an older
   one gets its pending steps in order, and a failing step leaves the database exactly as it was;
@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import Connection, insert, inspect, select, update
+from sqlalchemy import Column, Connection, Double, MetaData, String, Table, insert, inspect, select, update
 
 from sreval.errors import SrevalError
 from sreval.store.models import Base, SchemaVersion
@@ -30,8 +30,21 @@ log = logging.getLogger(__name__)
 
 Migration = Callable[[Connection], None]
 
+def _v2_metric_cache(conn: Connection) -> None:
+    """Version 2: per-image metric values cached by content (the table as it was at version 2, spelled out so
+    that later model changes do not alter what this step creates)."""
+    table = Table(
+        "metric_cache",
+        MetaData(),
+        Column("pair_key", String(64), primary_key=True),
+        Column("metric_key", String(400), primary_key=True),
+        Column("value", Double, nullable=False),
+    )
+    table.create(conn)
+
+
 #: Upgrade steps in order; `MIGRATIONS[i]` takes a database from version i + 1 to version i + 2.
-MIGRATIONS: list[Migration] = []
+MIGRATIONS: list[Migration] = [_v2_metric_cache]
 
 
 def latest_version() -> int:

@@ -133,3 +133,18 @@ class MetricValue(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
     metric: Mapped[str] = mapped_column(String(100))
     value: Mapped[float] = mapped_column(Double)
+
+
+class CachedMetricValue(Base):
+    """A per-image metric value by content, reused by any later run (schema version 2).
+
+    `pair_key` hashes the SR pixels and the reference file; `metric_key` names the metric with every protocol
+    parameter, the protocol version and, for model-based metrics, the model file's checksum. A change in any
+    of them is a different key, so an entry never goes stale and is never invalidated.
+    """
+
+    __tablename__ = "metric_cache"
+
+    pair_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    metric_key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    value: Mapped[float] = mapped_column(Double)
