@@ -30,6 +30,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="recompute everything (the cache is not read or written)")
     p.add_argument("--metrics", default="psnr,ssim", help="comma-separated metrics (default: psnr,ssim)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--asset", action="append", default=[], metavar="NAME=PATH",
+                   help="model file for an asset (niqe, nrqm), before SREVAL_ASSETS and the cache; repeatable")
     p.add_argument("--degradation", default="uint8", choices=["uint8", "double"],
                    help="MATLAB bicubic LR variant: uint8 (EDSR/SwinIR sets, default) or double (BasicSR/ESRGAN)")
     p.add_argument("--y-mode", default="matlab", choices=["matlab", "float"],
@@ -112,6 +114,18 @@ def format_summary(summary: pd.DataFrame) -> str:
     return table.to_string(formatters={c: formatter(c) for c in table.columns if c != "n"})
 
 
+def _asset_paths(specs: list[str]) -> dict[str, Path]:
+    from sreval.assets import get_asset
+
+    paths: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not path:
+            raise SrevalError(f"--asset expects NAME=PATH, got {spec!r}")
+        paths[get_asset(name.strip()).name] = Path(path).expanduser()
+    return paths
+
+
 def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[Dataset], command: str) -> int:
     from sreval.bench.cache import Cache
     from sreval.bench.runner import run_benchmarks
@@ -121,7 +135,7 @@ def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[D
     from sreval.store import open_store
 
     protocol = Protocol(degradation=args.degradation, y_mode=args.y_mode)
-    metrics, unavailable = select_metrics(args.metrics, protocol)
+    metrics, unavailable = select_metrics(args.metrics, protocol, _asset_paths(args.asset))
     for name, reason in unavailable.items():
         log.warning("metric %s unavailable: %s", name, reason)
     if not metrics:

@@ -100,3 +100,18 @@ def test_pd_plane_from_a_real_run_falls_back_to_niqe(env: Path) -> None:
     assert main(["plot", "pd", "--results", str(env / "o"), "--out", str(html_path)]) == 0
     html = html_path.read_text()
     assert "NIQE (PI unavailable" in html and "bicubic" in html
+
+
+def test_explicit_asset_paths_on_the_command_line(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--asset NAME=PATH` comes first; a wrong path makes the metric unavailable, a wrong name is an error."""
+    standin = standin_nrqm_model(env / "standin.mat", seed=3)  # STAND-IN model: plumbing only
+    assert main(["run-benchmarks", "--methods", "nn", "--datasets", "set5", "--metrics", "ma",
+                 "--asset", f"nrqm={standin}", "--out", str(env / "o"), "-q"]) == 0
+    assert set(pd.read_csv(env / "o" / "per_image.csv")["metric"]) == {"ma"}
+    capsys.readouterr()
+    assert main(["run-benchmarks", "--methods", "nn", "--datasets", "set5", "--metrics", "psnr,ma",
+                 "--asset", f"nrqm={env / 'missing.mat'}", "--out", str(env / "p"), "-q"]) == 0
+    assert "ma: unavailable" in capsys.readouterr().out
+    assert main(["run-benchmarks", "--methods", "nn", "--datasets", "set5", "--metrics", "ma",
+                 "--asset", "lpips=x.pth", "--out", str(env / "q"), "-q"]) == 2
+    assert "unknown asset 'lpips'" in capsys.readouterr().err

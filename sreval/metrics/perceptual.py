@@ -14,6 +14,8 @@ one model file are never reused for another.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -38,9 +40,9 @@ class ModelMetric(Metric):
 
     asset: ClassVar[str]
 
-    def __init__(self, protocol: Protocol) -> None:
-        super().__init__(protocol)
-        self.model_path = resolve(self.asset)
+    def __init__(self, protocol: Protocol, asset_paths: Mapping[str, Path] | None = None) -> None:
+        super().__init__(protocol, asset_paths)
+        self.model_path = resolve(self.asset, self.asset_paths.get(self.asset))
         self.model_sha256 = sha256_of(self.model_path)
 
     @property
@@ -53,8 +55,8 @@ class NIQE(ModelMetric):
     info = MetricInfo("niqe", False, False, "", "NIQE (LIVE model, 96x96 blocks) on Y, border shaved: PIRM 2018")
     asset = "niqe"
 
-    def __init__(self, protocol: Protocol) -> None:
-        super().__init__(protocol)
+    def __init__(self, protocol: Protocol, asset_paths: Mapping[str, Path] | None = None) -> None:
+        super().__init__(protocol, asset_paths)
         self.model = load_niqe_model(self.model_path)
 
     def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
@@ -66,8 +68,8 @@ class Ma(ModelMetric):
     info = MetricInfo("ma", True, False, "", "Ma et al.'s NRQM score (0-10) on Y, border shaved: PIRM 2018")
     asset = "nrqm"
 
-    def __init__(self, protocol: Protocol) -> None:
-        super().__init__(protocol)
+    def __init__(self, protocol: Protocol, asset_paths: Mapping[str, Path] | None = None) -> None:
+        super().__init__(protocol, asset_paths)
         self.model = load_nrqm_model(self.model_path)
 
     def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,9 @@ A metric is a thin class over a pure function in `sreval.metrics.functional`: it
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Literal, TypeVar
 
 import torch
@@ -37,8 +38,10 @@ class MetricInfo:
 class Metric(ABC):
     info: ClassVar[MetricInfo]
 
-    def __init__(self, protocol: Protocol) -> None:
+    def __init__(self, protocol: Protocol, asset_paths: Mapping[str, Path] | None = None) -> None:
         self.protocol = protocol
+        #: Explicit model files by asset name (`--asset NAME=PATH`), tried before the usual locations.
+        self.asset_paths = dict(asset_paths or {})
 
     @abstractmethod
     def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
@@ -63,12 +66,14 @@ def metric_names() -> list[str]:
     return list(_REGISTRY)
 
 
-def create_metric(name: str, protocol: Protocol | None = None) -> Metric:
+def create_metric(
+    name: str, protocol: Protocol | None = None, asset_paths: Mapping[str, Path] | None = None
+) -> Metric:
     try:
         cls = _REGISTRY[name.strip().lower()]
     except KeyError:
         raise SrevalError(f"unknown metric {name!r}; available: {', '.join(_REGISTRY)}") from None
-    return cls(protocol or Protocol())
+    return cls(protocol or Protocol(), asset_paths)
 
 
 def _names(spec: str) -> list[str]:
@@ -81,12 +86,14 @@ def _names(spec: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def parse_metrics(spec: str, protocol: Protocol) -> list[Metric]:
+def parse_metrics(spec: str, protocol: Protocol, asset_paths: Mapping[str, Path] | None = None) -> list[Metric]:
     """All named metrics, or an error (including a missing model file) for the first that cannot be made."""
-    return [create_metric(n, protocol) for n in _names(spec)]
+    return [create_metric(n, protocol, asset_paths) for n in _names(spec)]
 
 
-def select_metrics(spec: str, protocol: Protocol) -> tuple[list[Metric], dict[str, str]]:
+def select_metrics(
+    spec: str, protocol: Protocol, asset_paths: Mapping[str, Path] | None = None
+) -> tuple[list[Metric], dict[str, str]]:
     """The named metrics that can run, and for the others (missing model files) the reason, by name.
 
     A run goes on with what is available and reports the rest as unavailable: never a zero or NaN in a table.
@@ -95,7 +102,7 @@ def select_metrics(spec: str, protocol: Protocol) -> tuple[list[Metric], dict[st
     unavailable: dict[str, str] = {}
     for name in _names(spec):
         try:
-            available.append(create_metric(name, protocol))
+            available.append(create_metric(name, protocol, asset_paths))
         except AssetMissing as missing:
             unavailable[name] = str(missing)
     return available, unavailable
@@ -117,9 +124,9 @@ class DerivedMetric(Metric):
 
     parts: ClassVar[tuple[str, ...]]
 
-    def __init__(self, protocol: Protocol) -> None:
-        super().__init__(protocol)
-        self.components = [create_metric(name, protocol) for name in self.parts]
+    def __init__(self, protocol: Protocol, asset_paths: Mapping[str, Path] | None = None) -> None:
+        super().__init__(protocol, asset_paths)
+        self.components = [create_metric(name, protocol, asset_paths) for name in self.parts]
 
     def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         return self.combine({m.info.name: m(sr, hr) for m in self.components})
