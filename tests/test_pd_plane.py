@@ -61,6 +61,8 @@ def test_pi_is_preferred_over_niqe() -> None:
     layout = pd_figure(summary).layout
     assert layout.yaxis.title.text.startswith("Perceptual index PI")
     assert [shape.x1 for shape in layout.shapes] == [11.5, 12.5, 16.0]
+    expected = [f"Region {i}: RMSE ≤ {x}" for i, x in ((1, 11.5), (2, 12.5), (3, 16.0))]
+    assert [a.text for a in layout.annotations] == expected
 
 
 @pytest.mark.parametrize(

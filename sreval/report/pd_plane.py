@@ -56,9 +56,11 @@ def pd_figure(summary: pd.DataFrame, title: str = "Perception–distortion plane
         "NIQE (PI unavailable: Ma's model missing; lower is better)"
     )
     fig = go.Figure()
-    for (low, high, name), colour in zip(PIRM_REGIONS, _REGION_COLOURS, strict=True):
-        fig.add_vrect(x0=low, x1=high, fillcolor=colour, line_width=0, layer="below",
-                      annotation_text=f"{name}: RMSE ≤ {high}", annotation_position="top left")
+    for i, ((low, high, name), colour) in enumerate(zip(PIRM_REGIONS, _REGION_COLOURS, strict=True)):
+        fig.add_vrect(x0=low, x1=high, fillcolor=colour, line_width=0, layer="below")
+        # Labels above the plot, staggered: regions 2 and 3 are too narrow for side-by-side text.
+        fig.add_annotation(x=(low + high) / 2, y=1.01 + 0.045 * i, xref="x", yref="paper", showarrow=False,
+                           text=f"{name}: RMSE ≤ {high}", font={"size": 11})
     for dataset, group in points.groupby("dataset", sort=False):
         fig.add_trace(go.Scatter(
             x=group["rmse"], y=group["perception"], mode="markers+text", name=str(dataset),
@@ -70,7 +72,7 @@ def pd_figure(summary: pd.DataFrame, title: str = "Perception–distortion plane
             ),
         ))
     fig.update_layout(title=title, xaxis_title="RMSE on Y (lower is better)", yaxis_title=y_label,
-                      legend_title="dataset", template="plotly_white")
+                      legend_title="dataset", template="plotly_white", margin={"t": 130})
     fig.update_xaxes(rangemode="tozero")
     return fig
 
@@ -80,5 +82,6 @@ def write_html(fig: go.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".part", encoding="utf-8") as tmp:
         fig.write_html(tmp, include_plotlyjs=True, full_html=True)
+    os.chmod(tmp.name, 0o644)  # a report is for sharing; the temporary file was private
     os.replace(tmp.name, path)
     return path
