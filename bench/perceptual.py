@@ -8,7 +8,7 @@ pyiqa is not a dependency of sreval (non-commercial licence, heavy). Run this in
 with sreval on the path, e.g. a venv with `torch==2.14.1 torchvision==0.29.1` and `pip install --no-deps pyiqa`
 (+ huggingface_hub, pyyaml, opencv-python-headless, scipy, pillow):
 
-    PYTHONPATH=. python bench/perceptual.py [--data-root ../shared/data] [--device cpu|cuda] [--images N]
+    PYTHONPATH=. python bench/perceptual.py [--data-root ../shared/data] [--device cpu|cuda] [--images N] [--skip-nrqm]
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--images", type=int, default=3, help="Urban100 images to add to the 5 calibration images")
+    parser.add_argument("--skip-nrqm", action="store_true", help="NIQE only (pyiqa's NRQM takes minutes)")
     args = parser.parse_args()
     device = torch.device(args.device)
 
@@ -80,12 +81,14 @@ def main() -> None:
     totals = np.zeros(4)
     for path in paths:
         plane = pirm_plane(path, device)
-        t_niqe, ours_niqe = timed(partial(niqe, plane, model), device)
-        t_niqe_ref, ref_niqe = timed(partial(niqe_arch.niqe, plane, mu, cov), device)
-        t_feat, ours_feat = timed(partial(nrqm_features, plane[0, 0]), device, repeat=1)
-        t_feat_ref, ref_feat = timed(partial(pyiqa_nrqm_features, plane), device, repeat=1)
+        t_niqe, ours_niqe = timed(partial(niqe, plane, model), device, repeat=5)
+        t_niqe_ref, ref_niqe = timed(partial(niqe_arch.niqe, plane, mu, cov), device, repeat=5)
         d_niqe = abs(float(ours_niqe[0]) - float(ref_niqe.reshape(-1)[0]))
-        d_feat = max(relative_difference(a, b) for a, b in zip(ours_feat, ref_feat, strict=True))
+        t_feat = t_feat_ref = d_feat = float("nan")
+        if not args.skip_nrqm:
+            t_feat, ours_feat = timed(partial(nrqm_features, plane[0, 0]), device, repeat=1)
+            t_feat_ref, ref_feat = timed(partial(pyiqa_nrqm_features, plane), device, repeat=1)
+            d_feat = max(relative_difference(a, b) for a, b in zip(ours_feat, ref_feat, strict=True))
         totals += [t_niqe, t_niqe_ref, t_feat, t_feat_ref]
         h, w = plane.shape[-2:]
         size = f"{w}x{h}"

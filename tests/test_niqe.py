@@ -17,7 +17,7 @@ import scipy.special
 import torch
 
 import sreval.metrics.niqe as niqe_module
-from sreval.data.color import rgb_to_gray
+from sreval.data.color import rgb_to_gray, rgb_to_y
 from sreval.data.imresize import imresize_float
 from sreval.errors import SrevalError
 from sreval.imageio import load_image, to_tensor
@@ -300,3 +300,15 @@ def test_cuda_matches_cpu(data_root: Path, model: NiqeModel) -> None:
     gray[..., :100, :100] = 50.0  # flat windows: exact zeros on both devices
     assert torch.equal(niqe_module._mscn(gray.cuda()).cpu(), niqe_module._mscn(gray))
     torch.testing.assert_close(niqe(gray.cuda(), model).cpu(), niqe(gray, model), rtol=0, atol=1e-10)
+
+
+def test_float32_fast_path_gives_the_same_bits(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a uint8-valued plane the window sums run in float32 (exact for integers below 2**24): the features must
+    be bit-identical to the float64 path."""
+    img = to_tensor(load_image(data_root / "Set5" / "HR" / "img_004_SRF_4_HR.png").pixels)
+    plane = rgb_to_y(img)[..., 4:-4, 4:-4]
+    assert niqe_module._uint8_valued(plane)
+    fast = niqe_features(plane)
+    monkeypatch.setattr(niqe_module, "_uint8_valued", lambda x: False)
+    slow = niqe_features(plane)
+    torch.testing.assert_close(fast, slow, rtol=0, atol=0, equal_nan=True)
