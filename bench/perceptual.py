@@ -23,15 +23,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from sreval.data.color import rgb_to_y
 from sreval.imageio import load_image, to_tensor
 from sreval.metrics.niqe import load_niqe_model, niqe
 from sreval.metrics.nrqm import nrqm_features
+from sreval.metrics.perceptual import pirm_plane
+from sreval.protocol import Protocol
 
 
-def pirm_plane(path: Path, device: torch.device) -> torch.Tensor:
-    rgb = to_tensor(load_image(path).pixels)
-    return rgb_to_y(rgb)[..., 4:-4, 4:-4].to(device)
+def plane_of(path: Path, device: torch.device) -> torch.Tensor:
+    """The plane sreval's `niqe`/`ma` metrics score (PIRM: MATLAB Y, 4 px shaved)."""
+    return pirm_plane(to_tensor(load_image(path).pixels), Protocol()).to(device)
 
 
 def relative_difference(ours: torch.Tensor, reference: torch.Tensor) -> float:
@@ -80,7 +81,7 @@ def main() -> None:
           f"{'NRQM ours':>11}{'pyiqa':>9}{'ratio':>7}{'max rel dF':>11}")
     totals = np.zeros(4)
     for path in paths:
-        plane = pirm_plane(path, device)
+        plane = plane_of(path, device)
         t_niqe, ours_niqe = timed(partial(niqe, plane, model), device, repeat=5)
         t_niqe_ref, ref_niqe = timed(partial(niqe_arch.niqe, plane, mu, cov), device, repeat=5)
         d_niqe = abs(float(ours_niqe[0]) - float(ref_niqe.reshape(-1)[0]))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sreval import settings
 from sreval.errors import SrevalError
+from sreval.fileutil import atomic_open
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,6 @@ def add(name: str, source: str | os.PathLike[str]) -> Path:
     if checksum_status(asset, path) == "mismatch":
         raise SrevalError(f"{path} has sha256 {sha256_of(path)}, expected {asset.sha256}; not installed")
     target = assets_cache() / asset.filename
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.part")
-    shutil.copyfile(path, temporary)
-    os.replace(temporary, target)
+    with atomic_open(target, "wb") as f, path.open("rb") as original:
+        shutil.copyfileobj(original, f)
     return target

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +13,7 @@ import pandas as pd
 
 from sreval import __version__, settings
 from sreval.errors import SrevalError
+from sreval.fileutil import atomic_open
 
 if TYPE_CHECKING:
     from sreval.bench.methods import Method
@@ -93,10 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
     """Atomic: a reader never sees half a file, an interrupted run never leaves one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".part", newline="") as tmp:
-        df.to_csv(tmp, index=False)  # shortest repr that round-trips every float64
-    os.replace(tmp.name, path)
+    with atomic_open(path, newline="") as f:
+        df.to_csv(f, index=False)  # shortest repr that round-trips every float64
 
 
 def format_summary(summary: pd.DataFrame) -> str:

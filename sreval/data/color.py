@@ -17,6 +17,7 @@ from typing import Literal
 
 import torch
 
+from sreval.data.matlab import matlab_round
 from sreval.errors import SrevalError
 
 YMode = Literal["matlab", "float"]
@@ -36,8 +37,7 @@ def _matlab_uint8(x: torch.Tensor, mode: YMode) -> torch.Tensor:
     """MATLAB returns uint8 for uint8 input: round half away from zero (values are non-negative here)."""
     if mode == "float":
         return x
-    floor = torch.floor(x)
-    return torch.where(x - floor >= 0.5, floor + 1, floor).clamp_(0, 255)
+    return matlab_round(x).clamp_(0, 255)
 
 
 def rgb_to_y(img: torch.Tensor, mode: YMode = "matlab") -> torch.Tensor:

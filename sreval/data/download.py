@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -20,6 +18,7 @@ from pathlib import Path
 
 from sreval.data.datasets import Dataset, ImageEntry, check_file
 from sreval.errors import SrevalError
+from sreval.fileutil import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +72,8 @@ def download(
                     f"{url} has sha256 {digest}, expected {entry.sha256}; the mirror changed or the download was "
                     "corrupted: nothing was written for this file"
                 )
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as tmp:
-                tmp.write(data)
-            os.replace(tmp.name, target)
+            with atomic_open(target, "wb") as f:
+                f.write(data)
             fetched += 1
             log.info("fetched %s", target)
         if progress is not None:

@@ -27,6 +27,7 @@ from typing import Literal
 
 import torch
 
+from sreval.data.matlab import matlab_round
 from sreval.errors import SrevalError
 
 Variant = Literal["uint8", "double"]
@@ -77,12 +78,6 @@ def contributions(
     # MATLAB drops taps whose weight is zero for every output pixel; this only changes speed.
     keep = weights.ne(0).any(dim=0)
     return weights[:, keep], zero_based[:, keep]
-
-
-def _round_half_away(x: torch.Tensor) -> torch.Tensor:
-    """MATLAB's round() for the non-negative range that matters after clamping (torch.round is half-to-even)."""
-    floor = torch.floor(x)
-    return torch.where(x - floor >= 0.5, floor + 1, floor)
 
 
 def _resize_dim(x: torch.Tensor, dim: int, weights: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
@@ -162,12 +157,12 @@ def imresize(
         raise SrevalError(f"unknown imresize variant {variant!r}; allowed: {', '.join(VARIANTS)}")
     if variant == "uint8":
         def to_uint8_range(y: torch.Tensor) -> torch.Tensor:
-            return _round_half_away(y).clamp_(0, 255)
+            return matlab_round(y).clamp_(0, 255)
 
         x = _passes(img.to(torch.float64), scale, size, border, antialiasing, to_uint8_range)
     else:
         x = _passes(img.to(torch.float64) / 255, scale, size, border, antialiasing)  # im2double
-        x = _round_half_away(x * 255).clamp_(0, 255)  # im2uint8
+        x = matlab_round(x * 255).clamp_(0, 255)  # im2uint8
     return x.to(torch.uint8)
 
 

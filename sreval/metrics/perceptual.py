@@ -14,16 +14,17 @@ one model file are never reused for another.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from sreval.assets import resolve, sha256_of
 from sreval.data.color import rgb_to_y
-from sreval.metrics.niqe import load_niqe_model, niqe
-from sreval.metrics.nrqm import load_nrqm_model, nrqm_features, nrqm_score
+from sreval.metrics.niqe import NiqeModel, load_niqe_model, niqe
+from sreval.metrics.nrqm import NrqmModel, load_nrqm_model, nrqm_features, nrqm_score
 from sreval.metrics.registry import DerivedMetric, Metric, MetricInfo, register_metric
 from sreval.protocol import Protocol
 
@@ -44,6 +45,11 @@ class ModelMetric(Metric):
         super().__init__(protocol, asset_paths)
         self.model_path = resolve(self.asset, self.asset_paths.get(self.asset))
         self.model_sha256 = sha256_of(self.model_path)
+        self.model = self.load_model(self.model_path)
+
+    @abstractmethod
+    def load_model(self, path: Path) -> Any:
+        """Read the model file (errors name the file)."""
 
     @property
     def cache_key(self) -> str:
@@ -55,9 +61,8 @@ class NIQE(ModelMetric):
     info = MetricInfo("niqe", False, False, "", "NIQE (LIVE model, 96x96 blocks) on Y, border shaved: PIRM 2018")
     asset = "niqe"
 
-    def __init__(self, protocol: Protocol, asset_paths: Mapping[str, Path] | None = None) -> None:
-        super().__init__(protocol, asset_paths)
-        self.model = load_niqe_model(self.model_path)
+    def load_model(self, path: Path) -> NiqeModel:
+        return load_niqe_model(path)
 
     def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         return niqe(pirm_plane(sr, self.protocol), self.model)
@@ -68,9 +73,8 @@ class Ma(ModelMetric):
     info = MetricInfo("ma", True, False, "", "Ma et al.'s NRQM score (0-10) on Y, border shaved: PIRM 2018")
     asset = "nrqm"
 
-    def __init__(self, protocol: Protocol, asset_paths: Mapping[str, Path] | None = None) -> None:
-        super().__init__(protocol, asset_paths)
-        self.model = load_nrqm_model(self.model_path)
+    def load_model(self, path: Path) -> NrqmModel:
+        return load_nrqm_model(path)
 
     def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         planes = pirm_plane(sr, self.protocol)

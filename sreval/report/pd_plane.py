@@ -7,14 +7,13 @@ RMSE ≤ 11.5, 11.5 < RMSE ≤ 12.5 and 12.5 < RMSE ≤ 16.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 
 from sreval.errors import SrevalError
+from sreval.fileutil import atomic_open
 
 PIRM_REGIONS = ((0.0, 11.5, "Region 1"), (11.5, 12.5, "Region 2"), (12.5, 16.0, "Region 3"))
 _REGION_COLOURS = ("rgba(44,160,44,0.10)", "rgba(255,127,14,0.10)", "rgba(31,119,180,0.10)")
@@ -79,9 +78,6 @@ def pd_figure(summary: pd.DataFrame, title: str = "Perception–distortion plane
 
 def write_html(fig: go.Figure, path: Path) -> Path:
     """Self-contained HTML (plotly.js embedded: opens offline), written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".part", encoding="utf-8") as tmp:
-        fig.write_html(tmp, include_plotlyjs=True, full_html=True)
-    os.chmod(tmp.name, 0o644)  # a report is for sharing; the temporary file was private
-    os.replace(tmp.name, path)
+    with atomic_open(path, encoding="utf-8") as f:
+        fig.write_html(f, include_plotlyjs=True, full_html=True)
     return path
