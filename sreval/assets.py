@@ -69,6 +69,15 @@ ASSETS: dict[str, Asset] = {
             "VGG19 ImageNet weights (torchvision) for perceptual and texture losses",
             "torchvision's vgg19 ImageNet checkpoint",
         ),
+        Asset(
+            "enhancenet-pat",
+            "weights",
+            "EnhanceNet-PAT",
+            "4250b3dc5e69c5bd625e90543fd588ce2fff88510f874f9e9394c48c44b96434",
+            "official EnhanceNet-PAT ×4 generator (TensorFlow 1 checkpoint; licence CC BY-NC-ND 4.0, research use, "
+            "unmodified file only)",
+            "the `weights` file of github.com/msmsajjadi/EnhanceNet-Code (commit a7309ca)",
+        ),
     )
 }
 

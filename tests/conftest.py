@@ -40,6 +40,15 @@ def method_results(data_root: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def enhancenet_weights(data_root: Path) -> Path:
+    """The official EnhanceNet-PAT checkpoint (`method_weights/EnhanceNet-PAT/weights` beside the benchmarks)."""
+    path = data_root.parent / "method_weights" / "EnhanceNet-PAT" / "weights"
+    if not path.is_file():
+        _require(f"the official EnhanceNet-PAT weights at {path}")
+    return path
+
+
 # --- PostgreSQL -------------------------------------------------------------------------------------------
 # Tests marked `postgres` need a server: `eval "$(bash .ci/postgres.sh)"` starts one and sets
 # SREVAL_TEST_PG_URL. Without it they skip, unless SREVAL_REQUIRE_PG=1 (CI), where they fail instead.

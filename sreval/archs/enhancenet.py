@@ -6,13 +6,15 @@ conv3×3 + ReLU (twice for ×4: resize-then-conv avoids the checkerboard artefac
 conv3×3 64→64 + ReLU; conv3×3 64→3. The network only predicts a residual that is added to the bicubically
 upsampled input, so it need not re-learn the low frequencies.
 
-Mean handling: the official code feeds the network the input minus per-channel means and adds them back at
-the end. `mean` (default zeros) is subtracted from the network's input; because bicubic interpolation
-reproduces constants, bicubic(x − mean) + mean = bicubic(x), so the residual is added to bicubic(x) directly.
+Mean handling: the official code centres the input by per-channel means, upsamples the centred input and adds
+the means back at the end: out = residual(x − mean) + (upsample(x − mean) + mean). `mean` defaults to zeros.
+(Bicubic interpolation reproduces constants, so this equals residual + upsample(x) up to float rounding; the
+official order is kept so the official weights reproduce the official outputs as closely as floats allow.)
 
 Bicubic: `upsample` is chosen at construction. The default is torch's `F.interpolate(mode="bicubic",
-align_corners=False)`; the official path uses TensorFlow 1's `tf.image.resize_bicubic`, whose kernel and
-pixel alignment differ — issue 4 provides that resize, to be passed here when loading the official weights.
+align_corners=False)`; the official weights are used with TensorFlow 1's resize (`sreval.archs.tf1_resize`),
+whose kernel and pixel alignment differ. The registered factory takes them by name ("torch", "tf1") so a
+model config can say which.
 
 Range: takes RGB in [0, 1], returns RGB on the same scale with no final activation.
 """
@@ -27,6 +29,7 @@ from torch import nn
 
 from sreval.archs._common import num_x2_stages
 from sreval.archs.registry import register_model
+from sreval.archs.tf1_resize import tf1_resize_bicubic
 from sreval.errors import SrevalError
 
 #: (image (N, C, H, W), integer scale) → (N, C, scale·H, scale·W)
@@ -78,12 +81,16 @@ class EnhanceNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) RGB in [0, 1] → (N, 3, scale·H, scale·W), unclamped."""
-        feat = self.body(F.relu(self.head(x - self.mean)))
+        centred = x - self.mean
+        feat = self.body(F.relu(self.head(centred)))
         for conv in self.up_convs:
             feat = F.relu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")))
         residual = self.conv_last(F.relu(self.conv_hr(feat)))
-        out: torch.Tensor = self.upsample(x, self.scale) + residual
+        out: torch.Tensor = residual + (self.upsample(centred, self.scale) + self.mean)
         return out
+
+
+UPSAMPLERS: dict[str, Upsampler] = {"torch": torch_bicubic, "tf1": tf1_resize_bicubic}
 
 
 @register_model("enhancenet")
@@ -92,7 +99,9 @@ def enhancenet(
     num_blocks: int = 10,
     num_feat: int = 64,
     mean: Sequence[float] = (0.0, 0.0, 0.0),
-    upsample: Upsampler = torch_bicubic,
+    upsample: str = "torch",
 ) -> EnhanceNet:
-    """EnhanceNet generator (10 residual blocks, 64 features, ×4 by default)."""
-    return EnhanceNet(scale=scale, num_blocks=num_blocks, num_feat=num_feat, mean=mean, upsample=upsample)
+    """EnhanceNet generator (10 residual blocks, 64 features, ×4 by default); `upsample` is "torch" or "tf1"."""
+    if upsample not in UPSAMPLERS:
+        raise SrevalError(f"unknown upsample {upsample!r} for enhancenet; choose one of {', '.join(UPSAMPLERS)}")
+    return EnhanceNet(scale=scale, num_blocks=num_blocks, num_feat=num_feat, mean=mean, upsample=UPSAMPLERS[upsample])
