@@ -16,8 +16,10 @@ from sreval.errors import SrevalError
 from sreval.fileutil import atomic_open
 
 if TYPE_CHECKING:
+    from sreval import zoo as zoo_module
     from sreval.bench.methods import Method
     from sreval.data.datasets import Dataset
+    from sreval.inference import InferenceOptions
 
 log = logging.getLogger("sreval")
 
@@ -30,13 +32,35 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", default="psnr,ssim", help="comma-separated metrics (default: psnr,ssim)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--asset", action="append", default=[], metavar="NAME=PATH",
-                   help="model file for an asset (niqe, nrqm), before SREVAL_ASSETS and the cache; repeatable")
+                   help="file for an asset (niqe, nrqm, enhancenet-pat), before SREVAL_ASSETS and the cache; "
+                        "repeatable")
     p.add_argument("--degradation", default="uint8", choices=["uint8", "double"],
                    help="MATLAB bicubic LR variant: uint8 (EDSR/SwinIR sets, default) or double (BasicSR/ESRGAN)")
     p.add_argument("--y-mode", default="matlab", choices=["matlab", "float"],
                    help="Y channel: MATLAB's rounded uint8 Y (published tables, default) or unrounded float")
     p.add_argument("--out", required=True, type=Path, help="folder for per_image.csv and summary.csv")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _add_inference(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("running zoo models (see `sreval zoo list`)")
+    g.add_argument("--tile", type=int, default=192,
+                   help="LR tile side in pixels; 0 = whole image in one pass (default: 192)")
+    g.add_argument("--overlap", type=int, default=16, help="LR pixels of context around each tile (default: 16)")
+    g.add_argument("--batch", type=int, default=8, help="tiles per forward pass (default: 8)")
+    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="fp32 (default), or autocast to bf16/fp16 (faster on GPUs; part of the cache key)")
+    g.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster on tensor cores)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (pays off on large runs)")
+
+
+def _inference_options(args: argparse.Namespace) -> InferenceOptions:
+    from sreval.inference import InferenceOptions
+
+    return InferenceOptions(
+        tile=args.tile or None, overlap=args.overlap, batch=args.batch, precision=args.precision,
+        channels_last=args.channels_last, compile=args.compile,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("run-benchmarks", help="methods × datasets × metrics → CSV + results store")
     bench.add_argument("--methods", default="bicubic,nn", help="e.g. bicubic,nn,folder:PATH (default: bicubic,nn)")
     bench.add_argument("--datasets", default="set5,set14,bsd100,urban100", help="default: all four sets")
+    _add_inference(bench)
     _add_common(bench)
     bench.set_defaults(func=cmd_run_benchmarks)
 
@@ -87,7 +112,37 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list runs in the results store")
     runs.add_argument("--db", help="results database URL (default: $SREVAL_DB or an SQLite file)")
     runs.set_defaults(func=cmd_runs)
+
+    _add_zoo_commands(sub)
     return parser
+
+
+def _add_zoo_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    zoo_help = "extra zoo folder, searched first (and written to by interpolate); default: $SREVAL_ZOO or the user zoo"
+    asset_help = "file for an external-weights asset (e.g. enhancenet-pat=PATH); repeatable"
+    zoo = sub.add_parser("zoo", help="model zoo: list entries (with their weights status) or show one")
+    zoo_sub = zoo.add_subparsers(dest="zoo_command", metavar="ACTION")
+    zoo_list = zoo_sub.add_parser("list", help="every entry: name, architecture, parameters, status, recipe")
+    zoo_show = zoo_sub.add_parser("show", help="one entry's config, model card, tensors and checksum status")
+    zoo_show.add_argument("name")
+    zoo_show.add_argument("--asset", action="append", default=[], metavar="NAME=PATH", help=asset_help)
+    for p in (zoo, zoo_list, zoo_show):
+        p.add_argument("--zoo", type=Path, default=argparse.SUPPRESS if p is not zoo else None, help=zoo_help)
+    zoo.set_defaults(func=cmd_zoo)
+
+    interp = sub.add_parser("interpolate", help="ESRGAN network interpolation θ = (1−α)θ_A + αθ_B of two zoo models")
+    interp.add_argument("a", help="zoo model A (α = 0)")
+    interp.add_argument("b", help="zoo model B (α = 1), same architecture as A")
+    how = interp.add_mutually_exclusive_group(required=True)
+    how.add_argument("--alpha", type=float, help="weight of B, in [0, 1] (needs --name)")
+    how.add_argument("--sweep", metavar="A1,A2,...",
+                     help="several alphas, e.g. 0,0.2,0.4,0.6,0.8,1 (needs --name-prefix)")
+    interp.add_argument("--name", help="name of the new zoo model (with --alpha)")
+    interp.add_argument("--name-prefix", help="models are named PREFIX-aALPHA (with --sweep)")
+    interp.add_argument("--zoo", type=Path, help=zoo_help)
+    interp.add_argument("--overwrite", action="store_true", help="replace models of the same name")
+    interp.add_argument("--asset", action="append", default=[], metavar="NAME=PATH", help=asset_help)
+    interp.set_defaults(func=cmd_interpolate)
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -175,7 +230,8 @@ def cmd_run_benchmarks(args: argparse.Namespace) -> int:
     from sreval.bench.methods import parse_methods
     from sreval.data.datasets import parse_datasets
 
-    return _benchmark(args, parse_methods(args.methods), parse_datasets(args.datasets), "run-benchmarks")
+    methods = parse_methods(args.methods, options=_inference_options(args), asset_paths=_asset_paths(args.asset))
+    return _benchmark(args, methods, parse_datasets(args.datasets), "run-benchmarks")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -258,6 +314,101 @@ def cmd_runs(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(runs.to_string(index=False) if not runs.empty else "(no runs stored)")
+    return 0
+
+
+def _zoo_roots(args: argparse.Namespace) -> list[Path]:
+    from sreval import zoo
+
+    return zoo.zoo_roots([args.zoo] if args.zoo else [])
+
+
+def _format_params(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from sreval import zoo
+
+    roots = _zoo_roots(args)
+    if args.zoo_command == "show":
+        return _zoo_show(zoo.get_entry(args.name, roots), _asset_paths(args.asset))
+    entries, problems = zoo.scan(roots)
+    rows = []
+    for e in entries:
+        try:
+            params = _format_params(zoo.count_parameters(e))
+        except SrevalError as error:  # one bad entry is reported below; the others are still listed
+            params = "?"
+            problems.append(str(error))
+        rows.append({"name": e.name, "architecture": e.architecture, "params": params, "status": e.weights.status,
+                     "recipe": e.recipe or "-", "description": e.description})
+    if rows:
+        widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}
+        for row in [{k: k for k in widths}, *rows]:
+            print("  ".join(row[k].ljust(widths[k]) for k in widths).rstrip())
+    else:
+        print("(no zoo models)")
+    print(f"\nsearched: {', '.join(map(str, roots))}")
+    if problems:
+        count = f"{len(problems)} invalid zoo entr{'y' if len(problems) == 1 else 'ies'}"
+        raise SrevalError(f"{count}: {'; '.join(problems)}")
+    return 0
+
+
+def _zoo_show(entry: zoo_module.ZooEntry, asset_paths: dict[str, Path]) -> int:
+    from sreval import assets, zoo
+
+    print(f"{entry.name}  ({entry.folder})\n")
+    print((entry.folder / zoo.CONFIG).read_text(encoding="utf-8").rstrip())
+    print(f"\nparameters (architecture): {zoo.count_parameters(entry):,}")
+    weights = entry.weights
+    if weights.status == "trained":
+        status = zoo.checksum_status(entry)
+        print(f"weights: {entry.weights_path}, sha256 {status}")
+        if status == "ok":
+            n_tensors, n_elements = zoo.tensor_summary(entry)
+            print(f"tensors: {n_tensors} ({n_elements:,} values)")
+    elif weights.status == "external":
+        assert weights.asset is not None and weights.loader is not None
+        loader = "registered" if weights.loader in zoo.weight_loader_names() else "NOT registered"
+        try:
+            place = f"found at {assets.resolve(weights.asset, asset_paths.get(weights.asset))}"
+        except SrevalError as e:  # a missing or unknown asset is what `show` is there to report, not a failure
+            place = f"not available: {e}"
+        print(f"weights: external; loader {weights.loader} {loader}; asset {weights.asset} {place}")
+    else:
+        print(f"weights: none ({weights.status}): {weights.reason}")
+    print()
+    card = entry.card_path
+    print(card.read_text(encoding="utf-8").rstrip() if card.is_file() else f"(no model card: {card} is missing)")
+    return 0
+
+
+def _parse_alphas(spec: str) -> list[float]:
+    try:
+        return [float(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise SrevalError(f"--sweep expects comma-separated numbers such as 0,0.2,0.4, got {spec!r}") from None
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from sreval import zoo
+
+    roots = _zoo_roots(args)
+    assets = _asset_paths(args.asset)
+    if args.alpha is not None:
+        if not args.name or args.name_prefix:
+            raise SrevalError("--alpha needs --name (and no --name-prefix)")
+        entry = zoo.interpolate(args.a, args.b, args.alpha, args.name, root=args.zoo, overwrite=args.overwrite,
+                                asset_paths=assets, roots=roots)
+        print(f"wrote zoo model {entry.name} (α = {args.alpha:g}) to {entry.folder}")
+        return 0
+    if not args.name_prefix or args.name:
+        raise SrevalError("--sweep needs --name-prefix (and no --name)")
+    names = zoo.alpha_sweep(args.a, args.b, _parse_alphas(args.sweep), args.name_prefix, root=args.zoo,
+                            overwrite=args.overwrite, asset_paths=assets, roots=roots)
+    print(f"wrote {len(names)} zoo models to {zoo.write_root(args.zoo)}: {', '.join(names)}")
     return 0
 
 

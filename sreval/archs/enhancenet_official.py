@@ -31,6 +31,7 @@ from PIL import Image
 from sreval.archs.enhancenet import EnhanceNet
 from sreval.archs.tf1_checkpoint import CheckpointError, read_tf1_checkpoint
 from sreval.archs.tf1_resize import tf1_resize_bicubic
+from sreval.zoo import register_weight_loader
 
 #: `PER_CHANNEL_MEANS` of the official script (RGB, on the [0, 1] scale).
 OFFICIAL_MEAN = (0.47614917, 0.45001204, 0.40904046)
@@ -43,7 +44,7 @@ def official_downsample(hr: np.ndarray, scale: int = OFFICIAL_SCALE) -> np.ndarr
     """The official script's LR: HR (H, W, C) uint8 → RGB, PIL antialias (Lanczos) to (W // scale, H // scale)."""
     image = Image.fromarray(hr[..., 0] if hr.ndim == 3 and hr.shape[2] == 1 else hr).convert("RGB")
     w, h = image.size
-    return np.asarray(image.resize((w // scale, h // scale), Image.Resampling.LANCZOS))
+    return np.array(image.resize((w // scale, h // scale), Image.Resampling.LANCZOS))
 
 
 def official_quantise(y: torch.Tensor) -> torch.Tensor:
@@ -92,3 +93,13 @@ def load_official_enhancenet(path: str | Path) -> EnhanceNet:
     )
     model.load_state_dict(state)
     return model.eval()
+
+
+def _zoo_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    state, _ = load_official_state_dict(path)
+    return state
+
+
+# Registered here rather than in sreval.zoo so the zoo does not import checkpoint readers until an entry needs
+# one (the zoo lists this module in WEIGHT_LOADER_MODULES).
+register_weight_loader("enhancenet-pat-tf1", _zoo_state_dict)

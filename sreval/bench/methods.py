@@ -1,7 +1,8 @@
 """Methods: anything that turns a benchmark image into an SR image.
 
-A method is created from a spec string (`nn`, `bicubic`, `folder:PATH`); later packages register more
-(`register_method` for a name, `register_prefix` for `prefix:ARG`) without touching the benchmark runner.
+A method is created from a spec string (`nn`, `bicubic`, `folder:PATH`, or a zoo model's name, see
+`model_methods`); later packages register more (`register_method` for a name, `register_prefix` for
+`prefix:ARG`) without touching the benchmark runner.
 Methods that compute their output from the LR image are cached on disk by content; `folder:` methods read
 files that already exist.
 """
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ from sreval.data.imresize import imresize
 from sreval.errors import SrevalError
 from sreval.imageio import LoadedImage, from_tensor, load_image, to_tensor
 from sreval.protocol import Protocol
+
+if TYPE_CHECKING:
+    from sreval.inference import InferenceOptions
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +163,14 @@ def register_prefix(prefix: str, factory: Callable[[str], Method]) -> None:
     _PREFIXED[prefix] = factory
 
 
-def create_method(spec: str) -> Method:
-    """`nn`, `bicubic`, `folder:PATH` (and whatever other packages registered)."""
+def create_method(
+    spec: str, *, options: InferenceOptions | None = None, asset_paths: dict[str, Any] | None = None
+) -> Method:
+    """`nn`, `bicubic`, `folder:PATH`, a zoo model's name (whatever other packages registered); `options` and
+    `asset_paths` are for zoo models (how to run the network, where its external weights are)."""
+    # Imported here: model_methods builds on this module.
+    from sreval.bench.model_methods import zoo_method, zoo_method_names
+
     spec = spec.strip()
     prefix, sep, arg = spec.partition(":")
     if sep and prefix in _PREFIXED:
@@ -169,16 +179,20 @@ def create_method(spec: str) -> Method:
         return _PREFIXED[prefix](arg)
     if spec.lower() in _NAMED:
         return _NAMED[spec.lower()]()
-    allowed = [*_NAMED, *(f"{p}:ARG" for p in _PREFIXED)]
+    if (method := zoo_method(spec, options=options, asset_paths=asset_paths)) is not None:
+        return method
+    allowed = [*_NAMED, *(f"{p}:ARG" for p in _PREFIXED), *zoo_method_names()]
     raise SrevalError(f"unknown method {spec!r}; available: {', '.join(allowed)}")
 
 
-def parse_methods(spec: str) -> list[Method]:
+def parse_methods(
+    spec: str, *, options: InferenceOptions | None = None, asset_paths: dict[str, Any] | None = None
+) -> list[Method]:
     """Comma-separated method specs (a `folder:` path must not itself contain commas)."""
     specs = [s.strip() for s in spec.split(",") if s.strip()]
     if not specs:
         raise SrevalError(f"no method named in {spec!r}")
-    methods = [create_method(s) for s in specs]
+    methods = [create_method(s, options=options, asset_paths=asset_paths) for s in specs]
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise SrevalError(f"two methods share a name in {spec!r}: {names}; name folders differently")

@@ -1,0 +1,137 @@
+"""Zoo models as benchmark methods, through the real CLI, real files and a real database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sreval import zoo
+from sreval.archs import create_model
+from sreval.bench.methods import MethodInput, create_method, parse_methods
+from sreval.bench.model_methods import ZooMethod, quantise_im2uint8
+from sreval.cli import main
+from sreval.data.datasets import get_dataset, load_hr
+from sreval.errors import SrevalError
+from sreval.inference import InferenceOptions
+from sreval.protocol import Protocol
+from sreval.store import open_store
+
+TINY = {"num_blocks": 1, "num_feat": 8}
+#: EnhanceNet paper (Sajjadi et al., ICCV 2017), Table 1, ENet-PAT ×4 PSNR on Set5.
+PAPER_ENET_PAT_SET5_PSNR = 28.56
+
+
+@pytest.fixture
+def env(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SREVAL_DATA_ROOT", str(data_root))
+    monkeypatch.setenv("SREVAL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SREVAL_DB", f"sqlite:///{tmp_path / 'results.sqlite'}")
+    monkeypatch.setenv("SREVAL_ZOO", str(tmp_path / "zoo"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("SREVAL_ASSETS", raising=False)
+    return tmp_path
+
+
+def _save_tiny(name: str = "tiny-sr") -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = create_model("srresnet", **TINY)
+    zoo.save_model(model, name, "srresnet", TINY, scale=4, recipe="test", description="tiny random test model")
+    return model.eval()
+
+
+def test_zoo_model_output_is_the_network_on_the_protocol_lr(env: Path, data_root: Path) -> None:
+    model = _save_tiny()
+    method = create_method("tiny-sr", options=InferenceOptions(tile=32, overlap=8, batch=3))
+    assert isinstance(method, ZooMethod)
+    dataset = get_dataset("set5")
+    entry = dataset.images[0]
+    item = MethodInput(dataset, entry, load_hr(entry, data_root), Protocol())
+    sr = method.super_resolve(item)
+    assert sr.dtype == np.uint8 and sr.shape == item.hr.pixels.shape
+    with torch.inference_mode():
+        direct = quantise_im2uint8(model(item.lr.float() / 255))[0].permute(1, 2, 0).numpy()
+    # tiled vs whole image: equal up to float rounding, i.e. at most a rare ±1 at a rounding tie
+    diff = np.abs(sr.astype(int) - direct.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+    meta = method.metadata()
+    assert meta["pipeline"] == "protocol" and "MATLAB bicubic" in meta["lr"]
+    assert meta["weights_sha256"] == zoo.get_entry("tiny-sr").weights.sha256
+
+
+def test_identity_changes_with_weights_and_precision(env: Path) -> None:
+    _save_tiny("a")
+    torch.manual_seed(1)
+    zoo.save_model(create_model("srresnet", **TINY), "b", "srresnet", TINY, description="other weights")
+    a, b = parse_methods("a,b")
+    assert a.identity() != b.identity()
+    assert create_method("a").identity() == a.identity()
+    assert create_method("a", options=InferenceOptions(tile=64)).identity() == a.identity()  # float rounding only
+    assert create_method("a", options=InferenceOptions(precision="bf16")).identity() != a.identity()
+
+
+def test_run_benchmarks_with_a_zoo_model(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _save_tiny()
+    out = env / "out"
+    args = ["run-benchmarks", "--methods", "tiny-sr,bicubic", "--datasets", "set5", "--out", str(out), "-q",
+            "--tile", "48", "--batch", "2"]
+    assert main(args) == 0
+    assert "SR images: 10 computed" in capsys.readouterr().out
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary["method"]) == {"tiny-sr", "bicubic"}
+    assert (summary.query("method == 'tiny-sr'")["n"] == 5).all()
+    assert main(args) == 0
+    assert "SR images: 0 computed, 10 from cache" in capsys.readouterr().out
+
+
+def test_models_without_weights_and_unknown_names(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SrevalError, match=r"srresnet-mse.*no weights \(not-trained\)"):
+        create_method("srresnet-mse")
+    with pytest.raises(SrevalError, match=r"srgan-vgg54.*not-obtainable.*VGG19"):
+        create_method("srgan-vgg54")
+    with pytest.raises(SrevalError, match=r"available: .*enhancenet-pat-official-matlab-lr.*srresnet-mse"):
+        create_method("no-such-model")
+    with pytest.raises(SrevalError, match="unknown method"):
+        create_method("srresnet-mse-matlab-lr")  # only entries with their own pipeline have a -matlab-lr twin
+    assert main(["run-benchmarks", "--methods", "esrgan-psnr", "--datasets", "set5", "--out", str(env / "o")]) == 2
+    assert "esrgan-psnr" in capsys.readouterr().err
+
+
+def test_missing_external_weights_fail_before_any_work(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["run-benchmarks", "--methods", "bicubic,enhancenet-pat-official", "--datasets", "set5",
+            "--out", str(env / "out")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "weights" in err and "sreval assets add enhancenet-pat" in err
+    assert not (env / "out").exists()
+
+
+def test_enhancenet_pat_official_reproduces_the_paper_on_set5(
+    env: Path, enhancenet_weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = env / "out"
+    args = ["run-benchmarks", "--methods", "enhancenet-pat-official,enhancenet-pat-official-matlab-lr",
+            "--datasets", "set5", "--out", str(out), "-q", "--asset", f"enhancenet-pat={enhancenet_weights}"]
+    assert main(args) == 0
+    summary = pd.read_csv(out / "summary.csv").set_index(["method", "metric"])["mean"]
+    # The authors' own pipeline gives the paper's figure; tolerance = the paper's rounding plus float noise.
+    assert summary[("enhancenet-pat-official", "psnr")] == pytest.approx(PAPER_ENET_PAT_SET5_PSNR, abs=0.01)
+    # The MATLAB LR is a different (milder) degradation; the same weights score differently on it.
+    assert abs(summary[("enhancenet-pat-official-matlab-lr", "psnr")] - PAPER_ENET_PAT_SET5_PSNR) > 0.1
+    store = open_store(f"sqlite:///{env / 'results.sqlite'}")
+    try:
+        run = store.get_run(int(store.list_runs()["id"].iloc[-1]))
+    finally:
+        store.close()
+    methods = {m.name: m.metadata for m in run.methods}
+    assert "PIL antialias" in methods["enhancenet-pat-official"]["lr"]
+    assert "MATLAB bicubic" in methods["enhancenet-pat-official-matlab-lr"]["lr"]
+    assert methods["enhancenet-pat-official"]["weights_sha256"].startswith("4250b3dc")
+
+
+def test_quantise_im2uint8_rounds_half_away_from_zero() -> None:
+    y = torch.tensor([-0.2, 0.5 / 255, 1.5 / 255, 2.5 / 255, 254.49 / 255, 1.2])
+    assert quantise_im2uint8(y).tolist() == [0, 1, 2, 3, 254, 255]
