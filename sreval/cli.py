@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.set_defaults(func=cmd_runs)
 
     _add_zoo_commands(sub)
+    _add_train_commands(sub)
     return parser
 
 
@@ -126,7 +127,11 @@ def _add_zoo_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     zoo_show = zoo_sub.add_parser("show", help="one entry's config, model card, tensors and checksum status")
     zoo_show.add_argument("name")
     zoo_show.add_argument("--asset", action="append", default=[], metavar="NAME=PATH", help=asset_help)
-    for p in (zoo, zoo_list, zoo_show):
+    zoo_add = zoo_sub.add_parser("add", help="make a zoo entry from a finished `sreval train` run")
+    zoo_add.add_argument("run", type=Path, help="the run folder (sreval train ... --out RUN)")
+    zoo_add.add_argument("--name", required=True, help="name of the new zoo model")
+    zoo_add.add_argument("--overwrite", action="store_true", help="replace a model of the same name")
+    for p in (zoo, zoo_list, zoo_show, zoo_add):
         p.add_argument("--zoo", type=Path, default=argparse.SUPPRESS if p is not zoo else None, help=zoo_help)
     zoo.set_defaults(func=cmd_zoo)
 
@@ -143,6 +148,28 @@ def _add_zoo_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     interp.add_argument("--overwrite", action="store_true", help="replace models of the same name")
     interp.add_argument("--asset", action="append", default=[], metavar="NAME=PATH", help=asset_help)
     interp.set_defaults(func=cmd_interpolate)
+
+
+def _add_train_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    train = sub.add_parser("train", help="train an SR model with a paper's recipe (resumes when OUT has checkpoints)")
+    train.add_argument("recipe", help="recipe name (`sreval recipes` lists them)")
+    train.add_argument("--out", required=True, type=Path, help="run folder: checkpoints, logs, final weights")
+    train.add_argument("--steps", type=int, help="total steps (the schedule is scaled to fit)")
+    train.add_argument("--config", type=Path, help="YAML file of recipe overrides (unknown keys are errors)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one recipe field, value in YAML (e.g. lr=2e-4, losses={l1: 1}); repeatable")
+    train.add_argument("--train-dir", help="folder of HR training images, or a name under $SREVAL_TRAINING_ROOT "
+                       "(default: T91)", default="T91")
+    train.add_argument("--data-root", help="benchmark data for validation (default: $SREVAL_DATA_ROOT)")
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    train.add_argument("--vgg", type=Path, help="VGG19 ImageNet weights (vgg19-dcbb9e9d.pth) for VGG-based losses")
+    train.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after N steps of this invocation")
+    train.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    recipes = sub.add_parser("recipes", help="list training recipes, or show one with every field")
+    recipes.add_argument("name", nargs="?")
+    recipes.set_defaults(func=cmd_recipes)
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -327,12 +354,69 @@ def _format_params(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import os
+
+    import torch
+
+    from sreval.provenance import resolve_device
+    from sreval.train import recipes
+    from sreval.train.data import resolve_train_dir
+    from sreval.train.loop import TrainOptions, train
+
+    recipe = recipes.get_recipe(args.recipe)
+    if args.config:
+        recipe = recipes.with_overrides(recipe, recipes.load_overrides(args.config), str(args.config))
+    recipe = recipes.with_overrides(recipe, recipes.parse_set(args.set), "--set")
+    if args.steps is not None:
+        recipe = recipe.scaled_to(args.steps)
+    device = resolve_device(args.device)
+    if device.type == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per process
+        device = torch.device(f"cuda:{os.environ['LOCAL_RANK']}")
+    data_root = None
+    if recipe.validate_every:
+        data_root = settings.data_root(args.data_root)
+    options = TrainOptions(
+        out=args.out, train_dir=resolve_train_dir(args.train_dir), device=device, data_root=data_root,
+        vgg_weights=args.vgg, progress=not args.quiet and sys.stderr.isatty(), stop_after=args.stop_after,
+    )
+    result = train(recipe, options)
+    if result.finished and result.final_dir is not None:
+        print(f"{recipe.name}: {result.step} steps in {result.wall_s:.0f} s; final weights in {result.final_dir}")
+        for v in result.validation:
+            print(f"  {v['dataset']}: PSNR {v['psnr']:.3f} dB, SSIM {v['ssim']:.4f} ({v['n']} images)")
+        print(f"add it to the zoo: sreval zoo add {args.out} --name NAME")
+    elif not result.finished:
+        print(f"{recipe.name}: stopped at step {result.step} of {recipe.steps}; run the same command to resume")
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from sreval.train import recipes
+
+    if args.name:
+        for key, value in recipes.get_recipe(args.name).as_dict().items():
+            print(f"{key}: {value}")
+        return 0
+    for r in recipes.RECIPES.values():
+        losses = ", ".join(f"{k} {v:g}" for k, v in r.losses.items())
+        init = f", from {r.init_from}" if r.init_from else ""
+        print(f"{r.name:16} {r.generator:11} {r.steps:>9,} steps  lr {r.lr:g}  crop {r.crop}  [{losses}]{init}")
+    return 0
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from sreval import zoo
 
     roots = _zoo_roots(args)
     if args.zoo_command == "show":
         return _zoo_show(zoo.get_entry(args.name, roots), _asset_paths(args.asset))
+    if args.zoo_command == "add":
+        from sreval.train.export import add_run
+
+        entry = add_run(args.run, args.name, root=args.zoo, overwrite=args.overwrite)
+        print(f"added {entry.name} to {entry.folder} (sreval run-benchmarks --methods {entry.name} to score it)")
+        return 0
     entries, problems = zoo.scan(roots)
     rows = []
     for e in entries:

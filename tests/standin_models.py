@@ -73,3 +73,27 @@ def standin_nrqm_model(path: Path, seed: int = 0) -> Path:
     forests = [random_forest(rng, n) for n in NRQM_GROUP_SIZES]
     save_nrqm_model(path, forests, np.array([[1.0], [0.3], [0.3], [0.3]]))
     return path
+
+
+#: torchvision vgg19 `features` conv layers: (index in the Sequential, in channels, out channels).
+VGG19_CONVS = (
+    (0, 3, 64), (2, 64, 64), (5, 64, 128), (7, 128, 128), (10, 128, 256), (12, 256, 256), (14, 256, 256),
+    (16, 256, 256), (19, 256, 512), (21, 512, 512), (23, 512, 512), (25, 512, 512), (28, 512, 512),
+    (30, 512, 512), (32, 512, 512), (34, 512, 512),
+)
+
+
+def standin_vgg19(path: Path, seed: int = 0) -> Path:
+    """A VGG19 checkpoint with torchvision's `features.*` names and shapes and random (He-scaled) weights, plus a
+    tiny classifier. Its checksum cannot match the real file: loaders must be told it is unverified."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    state: dict[str, Any] = {}
+    for index, cin, cout in VGG19_CONVS:
+        state[f"features.{index}.weight"] = torch.randn(cout, cin, 3, 3, generator=gen) * (2 / (9 * cin)) ** 0.5
+        state[f"features.{index}.bias"] = torch.zeros(cout)
+    state["classifier.0.weight"] = torch.zeros(1, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return path
