@@ -330,3 +330,16 @@ def test_zoo_add_from_a_finished_run(
         assert torch.equal(v, state[k])
     assert main(["zoo", "add", str(tmp_path / "nothing"), "--name", "x"]) == 2
     assert "not a finished" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compiled_channels_last_training_matches_eager(train_dir: Path, tmp_path: Path) -> None:
+    """torch.compile + channels_last (the GPU defaults) give the eager fp32 losses up to float noise (slow on CPU:
+    compilation takes about a minute)."""
+    logs = []
+    for name, extra in (("eager", {}), ("compiled", {"compile": True, "channels_last": True})):
+        recipe = tiny("srresnet-mse", steps=3, **extra)
+        train(recipe, TrainOptions(out=tmp_path / name, train_dir=train_dir, device=torch.device("cpu"),
+                                   progress=False))
+        logs.append(pd.read_csv(tmp_path / name / "train_log.csv")["total"].to_numpy())
+    np.testing.assert_allclose(logs[1], logs[0], rtol=1e-3)
