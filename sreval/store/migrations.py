@@ -21,7 +21,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import Column, Connection, Double, MetaData, String, Table, insert, inspect, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Connection,
+    DateTime,
+    Double,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    insert,
+    inspect,
+    select,
+    update,
+)
 
 from sreval.errors import SrevalError
 from sreval.store.models import Base, SchemaVersion
@@ -29,6 +50,7 @@ from sreval.store.models import Base, SchemaVersion
 log = logging.getLogger(__name__)
 
 Migration = Callable[[Connection], None]
+
 
 def _v2_metric_cache(conn: Connection) -> None:
     """Version 2: per-image metric values cached by content (the table as it was at version 2, spelled out so
@@ -43,8 +65,113 @@ def _v2_metric_cache(conn: Connection) -> None:
     table.create(conn)
 
 
+def _v3_studies(conn: Connection) -> None:
+    """Version 3: the MOS study tables (`studies`, `study_*`), spelled out as they were at version 3."""
+    meta = MetaData()
+    Table(
+        "studies",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("name", String(100), nullable=False, unique=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("closed_at", DateTime(timezone=True)),
+        Column("seed", BigInteger, nullable=False),
+        Column("folder", String(1000), nullable=False),
+        Column("settings", JSON, nullable=False),
+    )
+    Table(
+        "study_methods",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("study_id", Integer, ForeignKey("studies.id", ondelete="CASCADE"), nullable=False),
+        Column("name", String(200), nullable=False),
+        Column("position", Integer, nullable=False),
+        Column("metadata", JSON, nullable=False),
+        UniqueConstraint("study_id", "name", name="uq_study_methods_study_name"),
+    )
+    Table(
+        "study_images",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("study_id", Integer, ForeignKey("studies.id", ondelete="CASCADE"), nullable=False),
+        Column("dataset", String(100), nullable=False),
+        Column("name", String(255), nullable=False),
+        Column("sha256", String(64), nullable=False),
+        UniqueConstraint("study_id", "dataset", "name", name="uq_study_images_study_dataset_name"),
+    )
+    Table(
+        "study_stimuli",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("study_id", Integer, ForeignKey("studies.id", ondelete="CASCADE"), nullable=False),
+        Column("public_id", String(64), nullable=False, unique=True),
+        Column("method_id", Integer, ForeignKey("study_methods.id")),
+        Column("image_id", Integer, ForeignKey("study_images.id"), nullable=False),
+        Column("kind", String(20), nullable=False),
+        Column("path", String(255), nullable=False),
+        Column("expected", Integer),
+        CheckConstraint(
+            "kind IN ('test', 'gold_hr', 'gold_nn', 'calibration_hr', 'calibration_nn')", name="ck_study_stimuli_kind"
+        ),
+        CheckConstraint("expected IS NULL OR expected BETWEEN 1 AND 5", name="ck_study_stimuli_expected"),
+        UniqueConstraint("study_id", "path", name="uq_study_stimuli_study_path"),
+    )
+    Table(
+        "study_raters",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("study_id", Integer, ForeignKey("studies.id", ondelete="CASCADE"), nullable=False),
+        Column("number", Integer, nullable=False),
+        Column("public_id", String(20), nullable=False),
+        Column("token_sha256", String(64), nullable=False, unique=True),
+        Column("seed", BigInteger, nullable=False),
+        Column("simulated", Boolean, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("consent_at", DateTime(timezone=True)),
+        Column("started_at", DateTime(timezone=True)),
+        Column("finished_at", DateTime(timezone=True)),
+        UniqueConstraint("study_id", "number", name="uq_study_raters_study_number"),
+        UniqueConstraint("study_id", "public_id", name="uq_study_raters_study_public_id"),
+    )
+    Table(
+        "study_schedule",
+        meta,
+        Column("rater_id", Integer, ForeignKey("study_raters.id", ondelete="CASCADE"), primary_key=True),
+        Column("position", Integer, primary_key=True, autoincrement=False),
+        Column("stimulus_id", Integer, ForeignKey("study_stimuli.id"), nullable=False),
+        Column("repetition", Integer, nullable=False),
+        Column("phase", String(20), nullable=False),
+        CheckConstraint("repetition IN (1, 2)", name="ck_study_schedule_repetition"),
+        CheckConstraint("phase IN ('calibration', 'test')", name="ck_study_schedule_phase"),
+        UniqueConstraint("rater_id", "stimulus_id", "repetition", name="uq_study_schedule_rater_stimulus_rep"),
+    )
+    Table(
+        "study_ratings",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("rater_id", Integer, nullable=False),
+        Column("stimulus_id", Integer, nullable=False),
+        Column("repetition", Integer, nullable=False),
+        Column("score", Integer, nullable=False),
+        Column("response_ms", Integer),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("simulated", Boolean, nullable=False),
+        CheckConstraint("score BETWEEN 1 AND 5", name="ck_study_ratings_score"),
+        CheckConstraint("response_ms IS NULL OR response_ms >= 0", name="ck_study_ratings_response_ms"),
+        UniqueConstraint("rater_id", "stimulus_id", "repetition", name="uq_study_ratings_rater_stimulus_rep"),
+        ForeignKeyConstraint(
+            ["rater_id", "stimulus_id", "repetition"],
+            ["study_schedule.rater_id", "study_schedule.stimulus_id", "study_schedule.repetition"],
+            ondelete="CASCADE",
+            name="fk_study_ratings_schedule",
+        ),
+        Index("ix_study_ratings_stimulus", "stimulus_id"),
+    )
+    meta.create_all(conn)
+
+
 #: Upgrade steps in order; `MIGRATIONS[i]` takes a database from version i + 1 to version i + 2.
-MIGRATIONS: list[Migration] = [_v2_metric_cache]
+MIGRATIONS: list[Migration] = [_v2_metric_cache, _v3_studies]
 
 
 def latest_version() -> int:

@@ -1,0 +1,104 @@
+"""Synthetic raters: load-test a study's storage and give analyses data with a known truth.
+
+The generative model is SUREAL's (Li & Bampis, "Recover subjective quality scores from noisy measurements"):
+rater r has a bias b_r ~ N(0, σ_b) and an inconsistency v_r = |N(0, σ_v)| + 0.05; stimulus s has a true quality
+q_s, drawn around a level set by what the stimulus shows (HR 4.5, NN 1.3, bicubic 2.0, any other method 3.0)
+with N(0, σ_q) noise; a score is clip(round(q_s + b_r + N(0, v_r)), 1, 5). Calibration and gold items are
+answered by the same model.
+
+Raters are invited with `simulated=True` and rate through the very calls the app uses (`give_consent`,
+`next_item`, `submit`), several at once in a thread pool, so the run also exercises concurrent submits.
+Their ratings carry the `simulated` flag and `export` / `status` leave them out unless asked.
+Each rater's numbers come from its own seeded stream, so a simulation is reproducible whatever the thread
+scheduling (only timestamps differ).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from sreval.errors import SrevalError
+from sreval.study.api import StudyStore
+
+#: Mean true quality by what a stimulus shows; methods not listed get `OTHER_QUALITY`.
+QUALITY_LEVELS: dict[str, float] = {"hr": 4.5, "nn": 1.3, "bicubic": 2.0}
+OTHER_QUALITY = 3.0
+
+
+@dataclass(frozen=True)
+class SimulatedRater:
+    """A synthetic rater's id and its generative parameters (the truth an analysis should recover)."""
+
+    rater: str
+    bias: float
+    inconsistency: float
+    ratings: int
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    seed: int
+    raters: list[SimulatedRater]
+    true_quality: dict[str, float]  # public stimulus id → q_s
+    seconds: float
+
+    @property
+    def ratings(self) -> int:
+        return sum(r.ratings for r in self.raters)
+
+
+def simulate(
+    store: StudyStore,
+    study: str,
+    *,
+    raters: int = 20,
+    workers: int = 8,
+    seed: int | None = None,
+    bias_sd: float = 0.5,
+    inconsistency_sd: float = 0.5,
+    quality_sd: float = 0.3,
+) -> SimulationResult:
+    """Invite `raters` simulated raters to `study` and let them rate everything, `workers` at a time."""
+    if raters < 1:
+        raise SrevalError(f"--raters must be at least 1, got {raters}")
+    if workers < 1:
+        raise SrevalError(f"--workers must be at least 1, got {workers}")
+    if min(bias_sd, inconsistency_sd, quality_sd) < 0:
+        raise SrevalError("standard deviations must not be negative")
+    seed = secrets.randbits(32) if seed is None else seed
+    stimuli = store.stimuli(study)
+    rng = np.random.default_rng([seed, 0])
+    levels = [QUALITY_LEVELS.get(str(m), OTHER_QUALITY) for m in stimuli["method"]]
+    quality = {
+        str(s): float(q)
+        for s, q in zip(stimuli["public_id"], levels + rng.normal(0, quality_sd, len(levels)), strict=True)
+    }
+    invitations = store.invite(study, raters, simulated=True)
+
+    def run(index: int) -> SimulatedRater:
+        rater, token = invitations[index]
+        own = np.random.default_rng([seed, 1, index])
+        bias = float(own.normal(0, bias_sd))
+        inconsistency = float(abs(own.normal(0, inconsistency_sd)) + 0.05)
+        store.give_consent(token)
+        count = 0
+        while (item := store.next_item(token)) is not None:
+            if count > item.total:
+                raise SrevalError(f"simulated rater {rater} is not getting anywhere (a bug): stopped")
+            noisy = quality[item.stimulus] + bias + own.normal(0, inconsistency)
+            score = int(min(5, max(1, math.floor(noisy + 0.5))))
+            response_ms = int(own.lognormal(math.log(2500), 0.4))
+            store.submit(token, item.stimulus, item.repetition, score, response_ms)
+            count += 1
+        return SimulatedRater(rater, bias, inconsistency, count)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="simulated-rater") as pool:
+        results = list(pool.map(run, range(len(invitations))))
+    return SimulationResult(seed, results, quality, time.perf_counter() - started)
