@@ -618,7 +618,7 @@ def test_version_2_database_is_migrated_to_the_study_schema(empty_url: str, tmp_
 
 
 def test_open_errors_and_wal(tmp_path: Path) -> None:
-    with pytest.raises(SrevalError, match="in-memory"):
+    with pytest.raises(SrevalError, match="not in memory"):
         open_study_store("sqlite://")
     with open_study_store(f"sqlite:///{tmp_path / 'db.sqlite'}") as store:
         with store._engine.connect() as conn:

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds to wait for a PostgreSQL server before giving up (unless the URL sets `connect_timeout`).
 CONNECT_TIMEOUT_S = 10
+#: How long an SQLite writer waits for the write lock (study store: raters submitting at once).
+SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
 #: RunRecord fields stored as columns of the `runs` row, under the same names.
@@ -221,7 +223,7 @@ def open_store(url: str | None = None) -> Store:
     """Open (creating or migrating as needed) the results database at `url`, default `settings.db_url()`."""
     resolved = settings.db_url(url)
     masked = mask_url(resolved)
-    engine = _create_engine(resolved, masked)
+    engine = create_store_engine(resolved, masked)
     try:
         with engine.begin() as conn:
             version = migrations.upgrade(conn)
@@ -235,26 +237,37 @@ def open_store(url: str | None = None) -> Store:
     return Store(engine, masked)
 
 
-def _create_engine(url: str, masked: str) -> Engine:
-    """An engine for `url`; SQLite gets its folder created, PostgreSQL a connect timeout."""
+def create_store_engine(url: str, masked: str, what: str = "results", *, concurrent_writers: bool = False) -> Engine:
+    """An engine for `url`; SQLite gets its folder created and transactional DDL, PostgreSQL a connect timeout.
+
+    `concurrent_writers` (the study store: many raters at once) adds what SQLite needs for that: a database file
+    (not memory), WAL (readers never wait for the writer), a busy timeout (writers queue instead of failing) and
+    BEGIN IMMEDIATE for transactions run with the execution option `sreval_write=True` (a deferred transaction
+    that read first could not take the write lock after another writer committed, and would fail at once).
+    """
     try:
         parsed = make_url(url)
         connect_args: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite":
+            database = parsed.database or ""
+            if concurrent_writers and (database in ("", ":memory:") or "mode=memory" in str(parsed)):
+                raise SrevalError(f"a {what} database must be a file or a server, not in memory ({masked})")
             _create_sqlite_folder(parsed)
+            if concurrent_writers:
+                connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_S
         if parsed.get_backend_name() == "postgresql":
             parsed = _installed_pg_driver(parsed)
             if "connect_timeout" not in parsed.query:
                 connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
         engine = create_engine(parsed, connect_args=connect_args)
     except (SQLAlchemyError, ValueError) as exc:  # ValueError: e.g. a port that is not a number
-        raise SrevalError(f"bad results database URL {masked}: {_reason(exc)}") from exc
+        raise SrevalError(f"bad {what} database URL {masked}: {_reason(exc)}") from exc
     except ImportError as exc:
-        raise SrevalError(f"cannot open results database {masked}: its driver is not installed ({exc})") from exc
+        raise SrevalError(f"cannot open {what} database {masked}: its driver is not installed ({exc})") from exc
     except OSError as exc:
-        raise SrevalError(f"cannot create the folder of results database {masked}: {exc}") from exc
+        raise SrevalError(f"cannot create the folder of {what} database {masked}: {exc}") from exc
     if engine.dialect.name == "sqlite":
-        _make_sqlite_transactional(engine)
+        _make_sqlite_transactional(engine, wal=concurrent_writers)
     return engine
 
 
@@ -272,18 +285,21 @@ def _create_sqlite_folder(url: URL) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _make_sqlite_transactional(engine: Engine) -> None:
+def _make_sqlite_transactional(engine: Engine, *, wal: bool = False) -> None:
     """Let SQLAlchemy emit BEGIN itself: Python's sqlite3 would otherwise autocommit DDL (breaking atomic
-    migrations), and switch on foreign keys, which SQLite leaves off by default."""
+    migrations), and switch on foreign keys, which SQLite leaves off by default (see `create_store_engine`)."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         dbapi_connection.execute("PRAGMA foreign_keys = ON")
+        if wal:
+            dbapi_connection.execute("PRAGMA journal_mode = WAL")
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        writes = wal and conn.get_execution_options().get("sreval_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
 
 def _check_json(what: str, obj: object) -> None:

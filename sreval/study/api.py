@@ -42,14 +42,13 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, Self
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, Insert, Row, create_engine, event, func, insert, select, update
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, Insert, Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from sreval import settings
 from sreval.errors import SrevalError
 from sreval.store import migrations
-from sreval.store.api import CONNECT_TIMEOUT_S, _create_sqlite_folder, _installed_pg_driver, _reason, mask_url
+from sreval.store.api import _reason, create_store_engine, mask_url
 from sreval.store.models import (
     STIMULUS_KINDS,
     Rater,
@@ -66,7 +65,6 @@ from sreval.study.security import MAX_TOKEN_LENGTH, new_token, token_sha256
 log = logging.getLogger(__name__)
 
 #: Seconds an SQLite writer waits for another one before failing (submits take milliseconds).
-SQLITE_BUSY_TIMEOUT_S = 30.0
 #: The answer scale of the SRGAN protocol (ITU-R BT.500 absolute category rating): score → label.
 SCORE_LABELS: dict[int, str] = {1: "bad", 2: "poor", 3: "fair", 4: "good", 5: "excellent"}
 #: When a gold item counts as failed (an inattentive or confused answer).
@@ -296,7 +294,7 @@ class StudyStore:
 
     def __init__(self, engine: Engine, url: str) -> None:
         self._engine = engine
-        # Transactions that write: on SQLite they begin with BEGIN IMMEDIATE (see `_study_engine`).
+        # Transactions that write: on SQLite they begin with BEGIN IMMEDIATE (see `create_store_engine`).
         self._write = engine.execution_options(sreval_write=True)
         self.url = url
         """The database URL with the password masked: safe to log or show."""
@@ -1012,7 +1010,7 @@ def open_study_store(url: str | None = None) -> StudyStore:
     SREVAL_DB): the same database and schema as the results store."""
     resolved = settings.db_url(url)
     masked = mask_url(resolved)
-    engine = _study_engine(resolved, masked)
+    engine = create_store_engine(resolved, masked, "study", concurrent_writers=True)
     try:
         with engine.begin() as conn:
             migrations.upgrade(conn)
@@ -1023,47 +1021,3 @@ def open_study_store(url: str | None = None) -> StudyStore:
         engine.dispose()
         raise SrevalError(f"study database {masked}: {exc}") from exc
     return StudyStore(engine, masked)
-
-
-def _study_engine(url: str, masked: str) -> Engine:
-    """Like the results store's engine, plus what concurrent raters need on SQLite: WAL (readers never wait
-    for the writer), a busy timeout (writers queue instead of failing), and BEGIN IMMEDIATE for transactions
-    that write (a deferred transaction that read first could not take the write lock after another writer
-    committed, and would fail at once instead of waiting)."""
-    try:
-        parsed = make_url(url)
-        connect_args: dict[str, Any] = {}
-        backend = parsed.get_backend_name()
-        if backend == "sqlite":
-            database = parsed.database or ""
-            if database in ("", ":memory:") or "mode=memory" in str(parsed):
-                raise SrevalError(f"a study needs a database file or server, not an in-memory database ({masked})")
-            _create_sqlite_folder(parsed)
-            connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_S
-        if backend == "postgresql":
-            parsed = _installed_pg_driver(parsed)
-            if "connect_timeout" not in parsed.query:
-                connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
-        engine = create_engine(parsed, connect_args=connect_args)
-    except (SQLAlchemyError, ValueError) as exc:
-        raise SrevalError(f"bad study database URL {masked}: {_reason(exc)}") from exc
-    except ImportError as exc:
-        raise SrevalError(f"cannot open study database {masked}: its driver is not installed ({exc})") from exc
-    except OSError as exc:
-        raise SrevalError(f"cannot create the folder of study database {masked}: {exc}") from exc
-    if engine.dialect.name == "sqlite":
-        _set_up_sqlite(engine)
-    return engine
-
-
-def _set_up_sqlite(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (transactional DDL)
-        dbapi_connection.execute("PRAGMA foreign_keys = ON")
-        dbapi_connection.execute("PRAGMA journal_mode = WAL")
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        writes = conn.get_execution_options().get("sreval_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
