@@ -188,7 +188,16 @@ class GeneratorObjective:
 
     def __call__(self, sr: torch.Tensor, hr: torch.Tensor, d: DiscriminatorView) -> dict[str, torch.Tensor]:
         values: dict[str, torch.Tensor] = {}
+        enet = self.modules.get("enet_perceptual"), self.modules.get("texture")
+        both = {"enet_perceptual", "texture"} <= set(self.names)
+        if both and isinstance(enet[0], L.PerceptualLoss) and isinstance(enet[1], L.TextureLoss):
+            # EnhanceNet-PAT's two VGG terms share one VGG19: run it once per step, not once per term.
+            features = L.vgg_feature_pair(enet[0].vgg, sr, hr)
+            values["enet_perceptual"] = enet[0].from_features(*features)
+            values["texture"] = enet[1].from_features(*features)
         for term in self.names:
+            if term in values:
+                continue
             if term == "tv":
                 values[term] = self.modules[term](sr)
             elif term == "gan":
