@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_commands(sub)
     _add_study_commands(sub)
     _add_analysis_commands(sub)
+    _add_report_commands(sub)
     return parser
 
 
@@ -303,6 +304,35 @@ def _add_analysis_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     power.add_argument("--max-raters", type=int, default=256, help="largest number of raters tried (default: 256)")
     power.add_argument("--seed", type=int, default=0, help="seed of the simulation (default: 0)")
     power.set_defaults(func=cmd_analyze_power)
+
+
+def _add_report_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = sub.add_parser(
+        "report", help="one self-contained HTML report of a MOS study (table, figures, rater checks, gallery)",
+        description="Write one HTML page (plotly.js embedded: opens offline) with SRGAN's Table 2 layout, the "
+        "perception-distortion plane, MOS with CIs, score distributions, significance matrices, rater "
+        "diagnostics and a gallery of stimulus crops.",
+    )  # fmt: skip
+    source = report.add_mutually_exclusive_group(required=True)
+    source.add_argument("--study", metavar="NAME", help="a study in the study store (see --db); gives the gallery")
+    source.add_argument("--ratings", type=Path, metavar="FILE.csv", help="long ratings CSV (as `study export`)")
+    report.add_argument("--db", help="database URL of the study (default: $SREVAL_DB or an SQLite file)")
+    report.add_argument("--results", type=Path, metavar="DIR",
+                        help="a run-benchmarks --out folder (summary.csv): PSNR, SSIM, PI/NIQE, RMSE; "
+                        "without it the table shows MOS only")
+    report.add_argument("--out", type=Path, metavar="FILE.html",
+                        help="HTML file to write (default: reports/NAME.html, NAME the study or the CSV's name)")
+    report.add_argument("--title", help="page title (default: 'MOS study NAME')")
+    report.add_argument("--gallery", type=int, default=4, metavar="N", help="images in the gallery (default: 4)")
+    report.add_argument("--crop", type=int, default=128, metavar="PX", help="side of the gallery crops (default: 128)")
+    report.add_argument("--pairing", choices=["rater-image", "image-mos"], default="rater-image",
+                        help="Wilcoxon pairs, as for `sreval analyze` (default: rater-image)")
+    report.add_argument("--correction", choices=["holm", "bh"], default="holm",
+                        help="multiple-testing correction: Holm (default) or Benjamini-Hochberg")
+    report.add_argument("--alpha", type=float, default=0.05, help="significance level (default: 0.05)")
+    report.add_argument("--include-simulated", action="store_true",
+                        help="analyse simulated raters too (the page then says SIMULATED in a banner)")
+    report.set_defaults(func=cmd_report)
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -843,6 +873,25 @@ def cmd_analyze_power(args: argparse.Namespace) -> int:
               "or --max-raters")
     else:
         print(f"\nraters needed for power {args.power:g}: {result.n_raters}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from sreval.analysis import AnalysisOptions
+    from sreval.report.study_report import build_report, load_inputs, write_report
+
+    if args.gallery < 0 or args.crop < 8:
+        raise SrevalError("--gallery must be at least 0 and --crop at least 8")
+    name = args.study if args.study is not None else args.ratings.stem
+    inputs = load_inputs(study=args.study, ratings=args.ratings, db=args.db, results=args.results)
+    options = AnalysisOptions(pairing=args.pairing, correction=args.correction, alpha=args.alpha,
+                              include_simulated=args.include_simulated)  # fmt: skip
+    page, result = build_report(inputs, options, title=args.title or f"MOS study {name}",
+                                gallery_images=args.gallery, crop=args.crop)  # fmt: skip
+    path = write_report(page, args.out or Path("reports") / f"{name}.html")
+    simulated = " (SIMULATED ratings)" if result.ratings["simulated"].any() else ""
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {len(result.ratings)} ratings by "
+          f"{result.ratings['rater'].nunique()} raters{simulated}")
     return 0
 
 
