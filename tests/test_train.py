@@ -290,7 +290,14 @@ def test_two_gloo_processes_equal_one_process(train_dir: Path, tmp_path: Path) -
     single, double = tmp_path / "one", tmp_path / "two"
     subprocess.run(_cli_train(single, train_dir, steps), check=True, env=_env(), timeout=300)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "sreval"]
-    subprocess.run(torchrun + _cli_train(double, train_dir, steps)[3:], check=True, env=_env(), timeout=300)
+    # Own process group: if it hangs, the timeout must kill the worker processes too, not just torchrun.
+    proc = subprocess.Popen(torchrun + _cli_train(double, train_dir, steps)[3:], env=_env(), start_new_session=True)
+    try:
+        assert proc.wait(timeout=300) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     a = safetensors.torch.load_file(str(single / "final" / "generator.safetensors"))
     b = safetensors.torch.load_file(str(double / "final" / "generator.safetensors"))
     assert a.keys() == b.keys()
