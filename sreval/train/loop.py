@@ -385,6 +385,11 @@ def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
         raise SrevalError(
             "validation needs the benchmark data: set --data-root / SREVAL_DATA_ROOT, or --set validate_every=0"
         )
+    if recipe.validate_every and options.data_root is not None:
+        from sreval.data.datasets import parse_datasets, require_files
+
+        # Fail now, not at the first validation hours into the run.
+        require_files(parse_datasets(",".join(recipe.validation_sets)), options.data_root)
     out = options.out
     if ddp.main:
         out.mkdir(parents=True, exist_ok=True)
