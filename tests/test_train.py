@@ -350,3 +350,12 @@ def test_compiled_channels_last_training_matches_eager(train_dir: Path, tmp_path
                                    progress=False))
         logs.append(pd.read_csv(tmp_path / name / "train_log.csv")["total"].to_numpy())
     np.testing.assert_allclose(logs[1], logs[0], rtol=1e-3)
+
+
+def test_missing_validation_data_fails_before_training(train_dir: Path, tmp_path: Path) -> None:
+    recipe = tiny("srresnet-mse", steps=2, validate_every=1)
+    options = TrainOptions(out=tmp_path / "run", train_dir=train_dir, device=torch.device("cpu"),
+                           data_root=tmp_path / "nowhere", progress=False)
+    with pytest.raises(SrevalError, match="benchmark file\\(s\\) missing"):
+        train(recipe, options)
+    assert not (tmp_path / "run").exists()
