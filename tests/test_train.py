@@ -359,3 +359,13 @@ def test_missing_validation_data_fails_before_training(train_dir: Path, tmp_path
     with pytest.raises(SrevalError, match="benchmark file\\(s\\) missing"):
         train(recipe, options)
     assert not (tmp_path / "run").exists()
+
+
+def test_validation_uses_srevals_protocol_on_set5(train_dir: Path, tmp_path: Path, data_root: Path) -> None:
+    recipe = tiny("srresnet-mse", steps=2, validate_every=2, validation_sets=["set5"])
+    result = train(recipe, TrainOptions(out=tmp_path / "run", train_dir=train_dir, device=torch.device("cpu"),
+                                        data_root=data_root, progress=False))
+    (row,) = result.validation
+    assert row["dataset"] == "set5" and row["n"] == 5 and 5 < row["psnr"] < 40 and 0 < row["ssim"] < 1
+    logged = pd.read_csv(tmp_path / "run" / "validation.csv")
+    assert list(logged["step"]) == [2] and logged["psnr"].iloc[0] == pytest.approx(row["psnr"])
