@@ -19,7 +19,6 @@ SREVAL_TEST_PG_URL; `eval "$(bash .ci/postgres.sh)"` starts one); without a URL 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import statistics
 import sys
@@ -36,10 +35,9 @@ import numpy as np
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-from sreval.imageio import save_png
 from sreval.study import open_study_store
-from sreval.study.api import DraftImage, DraftMethod, DraftStimulus, StudyDraft, StudyStore
-from sreval.study.security import new_public_id
+from sreval.study.api import StudyStore
+from sreval.study.simulate import synthetic_study
 
 TARGET_P95_MS = 100.0
 
@@ -72,34 +70,6 @@ HEADER = (
     f"{'backend':<11}{'pause':>7}{'raters':>7}{'ratings':>9}{'seconds':>9}{'ratings/s':>11}"
     f"{'submit p50':>12}{'submit p95':>12}{'answer p50':>12}{'answer p95':>12}   (latencies in ms)"
 )
-
-
-def synthetic_study(store: StudyStore, name: str, folder: Path, items: int, seed: int = 0) -> None:
-    """A study of `items` test stimuli (4 methods over items/4 images), 2 gold and 4 calibration items, each a
-    small random PNG in `folder`; stored with `create_study` like a built one."""
-    rng = np.random.default_rng(seed)
-    methods = [f"m{i}" for i in range(4)]
-    n_images = max(1, -(-items // len(methods)))
-    draft = StudyDraft(name, folder, seed, {"retest": 0.0}, [DraftMethod(m, {}) for m in methods])
-    stimuli: list[DraftStimulus] = []
-
-    def add(kind: str, method: str | None, dataset: str, image: str, expected: int | None) -> None:
-        name = f"s{len(stimuli):04d}"
-        save_png(folder / f"{name}.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
-        stimuli.append(DraftStimulus(new_public_id(), kind, method, dataset, image, f"{name}.png", expected))
-
-    for i in range(n_images):
-        draft.images.append(DraftImage("synthetic", f"img{i}", hashlib.sha256(f"img{i}".encode()).hexdigest()))
-    for i in range(items):
-        add("test", methods[i % len(methods)], "synthetic", f"img{i // len(methods)}", None)
-    add("gold_hr", None, "synthetic", "img0", 5)
-    add("gold_nn", None, "synthetic", "img0", 1)
-    for i in range(2):
-        draft.images.append(DraftImage("calibration", f"cal{i}", hashlib.sha256(f"cal{i}".encode()).hexdigest()))
-        add("calibration_hr", None, "calibration", f"cal{i}", 5)
-        add("calibration_nn", None, "calibration", f"cal{i}", 1)
-    draft.stimuli = stimuli
-    store.create_study(draft)
 
 
 def run(store: StudyStore, study: str, backend: str, raters: int, think: float) -> Result:

@@ -1,4 +1,5 @@
-"""Synthetic raters: load-test a study's storage and give analyses data with a known truth.
+"""Synthetic raters (and synthetic studies for them): load-test a study's storage and give analyses data with a
+known truth.
 
 The generative model is SUREAL's (Li & Bampis, "Recover subjective quality scores from noisy measurements"):
 rater r has a bias b_r ~ N(0, σ_b) and an inconsistency v_r = |N(0, σ_v)| + 0.05; stimulus s has a true quality
@@ -15,16 +16,20 @@ scheduling (only timestamps differ).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from sreval.errors import SrevalError
-from sreval.study.api import StudyStore
+from sreval.imageio import save_png
+from sreval.study.api import DraftImage, DraftMethod, DraftStimulus, StudyDraft, StudyStore
+from sreval.study.security import new_public_id
 
 #: Mean true quality by what a stimulus shows; methods not listed get `OTHER_QUALITY`.
 QUALITY_LEVELS: dict[str, float] = {"hr": 4.5, "nn": 1.3, "bicubic": 2.0}
@@ -102,3 +107,31 @@ def simulate(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="simulated-rater") as pool:
         results = list(pool.map(run, range(len(invitations))))
     return SimulationResult(seed, results, quality, time.perf_counter() - started)
+
+
+def synthetic_study(store: StudyStore, name: str, folder: Path, items: int, seed: int = 0) -> None:
+    """A study of `items` test stimuli (4 methods over items/4 images), 2 gold and 4 calibration items, each a
+    small random PNG in `folder`; stored with `create_study` like a built one."""
+    rng = np.random.default_rng(seed)
+    methods = [f"m{i}" for i in range(4)]
+    n_images = max(1, -(-items // len(methods)))
+    draft = StudyDraft(name, folder, seed, {"retest": 0.0}, [DraftMethod(m, {}) for m in methods])
+    stimuli: list[DraftStimulus] = []
+
+    def add(kind: str, method: str | None, dataset: str, image: str, expected: int | None) -> None:
+        name = f"s{len(stimuli):04d}"
+        save_png(folder / f"{name}.png", rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+        stimuli.append(DraftStimulus(new_public_id(), kind, method, dataset, image, f"{name}.png", expected))
+
+    for i in range(n_images):
+        draft.images.append(DraftImage("synthetic", f"img{i}", hashlib.sha256(f"img{i}".encode()).hexdigest()))
+    for i in range(items):
+        add("test", methods[i % len(methods)], "synthetic", f"img{i // len(methods)}", None)
+    add("gold_hr", None, "synthetic", "img0", 5)
+    add("gold_nn", None, "synthetic", "img0", 1)
+    for i in range(2):
+        draft.images.append(DraftImage("calibration", f"cal{i}", hashlib.sha256(f"cal{i}".encode()).hexdigest()))
+        add("calibration_hr", None, "calibration", f"cal{i}", 5)
+        add("calibration_nn", None, "calibration", f"cal{i}", 1)
+    draft.stimuli = stimuli
+    store.create_study(draft)
