@@ -135,3 +135,53 @@ def test_enhancenet_pat_official_reproduces_the_paper_on_set5(
 def test_quantise_im2uint8_rounds_half_away_from_zero() -> None:
     y = torch.tensor([-0.2, 0.5 / 255, 1.5 / 255, 2.5 / 255, 254.49 / 255, 1.2])
     assert quantise_im2uint8(y).tolist() == [0, 1, 2, 3, 254, 255]
+
+
+# --- a broken model is an error, never a score ------------------------------------------------------------------
+
+
+def _save_with_tail_bias(name: str, bias: float) -> None:
+    """A tiny SRResNet whose last convolution adds `bias` to every output value (NaN, ±inf or a huge number)."""
+    torch.manual_seed(0)
+    model = create_model("srresnet", **TINY)
+    with torch.no_grad():
+        model.tail.bias.fill_(bias)
+    zoo.save_model(model, name, "srresnet", TINY, scale=4, recipe="test", description="deliberately broken model")
+
+
+@pytest.mark.parametrize(
+    ("bias", "what"),
+    [(float("nan"), "NaN"), (float("inf"), "infinite"), (-float("inf"), "infinite"), (100.0, "far outside")],
+)
+def test_a_broken_model_is_an_error_and_nothing_is_cached_or_stored(
+    env: Path, capsys: pytest.CaptureFixture[str], bias: float, what: str
+) -> None:
+    _save_with_tail_bias("broken", bias)
+    out = env / "out"
+    code = main(["run-benchmarks", "--methods", "broken", "--datasets", "set5", "--out", str(out), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert "broken" in err and "set5/baby" in err and what in err
+    assert not list((env / "cache").rglob("*.png"))  # no SR image cached
+    assert not (out / "summary.csv").exists() and not (out / "per_image.csv").exists()
+    store = open_store(f"sqlite:///{env / 'results.sqlite'}")
+    try:
+        assert store.list_runs().empty
+    finally:
+        store.close()
+
+
+def test_a_model_that_overshoots_is_clamped_as_im2uint8_does(env: Path, data_root: Path) -> None:
+    """Overshoot beyond [0, 1] at strong edges is normal for SR networks (the official EnhanceNet-PAT reaches
+    about -0.21 and 1.56 on Set5) and is saturated by the protocol's quantisation (MATLAB's im2uint8), not an
+    error."""
+    _save_with_tail_bias("bright", 0.9)
+    method = create_method("bright", options=InferenceOptions(tile=None))
+    dataset = get_dataset("set5")
+    entry = dataset.images[0]
+    item = MethodInput(dataset, entry, load_hr(entry, data_root), Protocol())
+    with torch.inference_mode():
+        raw = zoo.load_model("bright")(item.lr.float() / 255)
+    assert 1 + 0.5 / 255 < float(raw.max()) < 2
+    sr = method.super_resolve(item)
+    assert sr.max() == 255 and np.array_equal(sr, quantise_im2uint8(raw)[0].permute(1, 2, 0).numpy())

@@ -369,3 +369,26 @@ def test_validation_uses_srevals_protocol_on_set5(train_dir: Path, tmp_path: Pat
     assert row["dataset"] == "set5" and row["n"] == 5 and 5 < row["psnr"] < 40 and 0 < row["ssim"] < 1
     logged = pd.read_csv(tmp_path / "run" / "validation.csv")
     assert list(logged["step"]) == [2] and logged["psnr"].iloc[0] == pytest.approx(row["psnr"])
+
+
+def test_validation_of_a_model_that_outputs_nan_fails_naming_the_image(
+    train_dir: Path, tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BatchNorm running statistics that are NaN leave training (batch statistics) finite, but make every
+    evaluation-mode output NaN: validation must say so rather than log a PSNR of the clamped NaNs."""
+    from sreval.archs import create_model
+
+    monkeypatch.setenv("SREVAL_ZOO", str(tmp_path / "zoo"))
+    torch.manual_seed(0)
+    broken = create_model("srresnet", **TINY_G["srresnet"])
+    with torch.no_grad():
+        broken.body[2].running_mean.fill_(float("nan"))
+    zoo.save_model(broken, "nan-bn", "srresnet", TINY_G["srresnet"], description="NaN BatchNorm statistics")
+    recipe = tiny("srresnet-mse", steps=1, validate_every=1, validation_sets=["set5"], init_from="nan-bn")
+    options = TrainOptions(out=tmp_path / "run", train_dir=train_dir, device=torch.device("cpu"),
+                           data_root=data_root, progress=False)
+    with pytest.raises(SrevalError, match=r"validation.*set5/baby.*NaN"):
+        train(recipe, options)
+    assert not (tmp_path / "run" / "validation.csv").is_file() or len(
+        pd.read_csv(tmp_path / "run" / "validation.csv")
+    ) == 0
