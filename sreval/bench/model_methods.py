@@ -9,6 +9,9 @@ A zoo entry named NAME is the method NAME. Its `pipeline` says how it is run:
   truncate), so the numbers are the ones the authors' code gives. The same network on sreval's MATLAB LR is the
   method NAME-matlab-lr (protocol pipeline); the method metadata says which LR each used.
 
+In both, an output that is not finite, or far outside [0, 1] (`check_output`), is an error naming the method
+and the image, so that a broken model is never cached, scored or stored.
+
 Gray images (one channel) are replicated to RGB for the network; the RGB output is scored against the gray
 reference with rgb2gray, as any RGB output is. Networks run through the tiled `Upscaler` on the run's device,
 with `InferenceOptions` from the command line; the model is loaded on first use and kept.
@@ -33,6 +36,46 @@ from sreval.imageio import from_tensor, to_tensor
 from sreval.inference import InferenceOptions, Upscaler
 
 MATLAB_LR_SUFFIX = "-matlab-lr"
+
+
+#: How far outside [0, 1] a network's output may go before it is an error rather than overshoot (see
+#: `check_output`).
+OVERSHOOT_LIMIT = 1.0
+
+
+def check_output(y: torch.Tensor, what: str) -> None:
+    """Raise `SrevalError` naming `what` (method and image) unless the float output `y` of a network that works
+    on [0, 1] images is finite and within [-OVERSHOOT_LIMIT, 1 + OVERSHOOT_LIMIT].
+
+    Both quantisations here (`quantise_im2uint8` and the official EnhanceNet one) map 255·y to an integer and
+    clamp. Rounding alone keeps values in (-0.5/255, 1 + 0.5/255) inside 0..255, so a bound for rounding would be
+    there. The clamp, however, is not only for rounding: it is the saturation of MATLAB's im2uint8 (and the clip
+    of the EnhanceNet script), and networks trained on [0, 1] targets overshoot at strong edges; the official
+    EnhanceNet-PAT gives -0.21 to 1.56 on Set5, with up to 2 % of the values below 0, and the published numbers
+    are those of the saturated images. The bound is therefore one whole range beyond either end: no overshoot
+    goes that far, while a model with diverged weights or another value convention (0..255, say) does.
+    NaN and infinite values (broken weights, an fp16 overflow) are always an error: cast to uint8 they would
+    become arbitrary pixels and a plausible-looking score.
+    """
+    total = y.numel()
+    finite = torch.isfinite(y)
+    if not bool(finite.all()):
+        nan = int(torch.isnan(y).sum())
+        inf = total - nan - int(finite.sum())
+        counts = " and ".join(text for n, text in ((nan, f"{nan:,} NaN"), (inf, f"{inf:,} infinite")) if n)
+        raise SrevalError(
+            f"{what}: the model output has {counts} values (of {total:,}); an SR network must output finite "
+            "values. Broken or diverged weights, or an overflow in fp16 (try --precision fp32), cause this"
+        )
+    low, high = (float(v) for v in torch.aminmax(y))
+    if low < -OVERSHOOT_LIMIT or high > 1 + OVERSHOOT_LIMIT:
+        outside = int(((y < -OVERSHOOT_LIMIT) | (y > 1 + OVERSHOOT_LIMIT)).sum())
+        raise SrevalError(
+            f"{what}: {outside:,} of {total:,} model output values are far outside the image range [0, 1] "
+            f"(lowest {low:.4g}, highest {high:.4g}); allowed is [{-OVERSHOOT_LIMIT:g}, {1 + OVERSHOOT_LIMIT:g}], "
+            "overshoot that quantisation clamps. The weights are broken or the model uses another value range "
+            "(such as 0..255)"
+        )
 
 
 def quantise_im2uint8(y: torch.Tensor) -> torch.Tensor:
@@ -112,6 +155,8 @@ class ZooMethod(Method):
         if lr.shape[1] == 1:
             lr = lr.expand(-1, 3, -1, -1)
         y = self._upscaler(item.device)(lr.to(torch.float32) / 255)
+        # Before quantising: a broken output must fail here, before it can be cached, scored or stored.
+        check_output(y, f"method {self.name} on {item.dataset.key}/{item.entry.name}")
         if self.pipeline == "enhancenet-official":
             from sreval.archs.enhancenet_official import official_quantise
 

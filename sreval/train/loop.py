@@ -292,8 +292,10 @@ def _tensorboard(out: Path) -> Any:
 
 
 def validate(generator: nn.Module, recipe: Recipe, data_root: Path, device: torch.device) -> list[dict[str, Any]]:
-    """PSNR/SSIM (Y, shave = scale) of the generator on the recipe's validation sets, by sreval's protocol."""
-    from sreval.bench.model_methods import quantise_im2uint8
+    """PSNR/SSIM (Y, shave = scale) of the generator on the recipe's validation sets, by sreval's protocol.
+
+    An output that is not finite or far outside [0, 1] is a `SrevalError` naming the image (`check_output`)."""
+    from sreval.bench.model_methods import check_output, quantise_im2uint8
     from sreval.data.color import luma_pair
     from sreval.data.datasets import get_dataset, load_hr
     from sreval.data.imresize import imresize
@@ -314,7 +316,11 @@ def validate(generator: nn.Module, recipe: Recipe, data_root: Path, device: torc
                 lr = imresize(hr, 1 / recipe.scale, variant=cast(Variant, recipe.degradation))
                 if lr.shape[1] == 1:
                     lr = lr.expand(-1, 3, -1, -1)
-                sr = quantise_im2uint8(upscaler(lr.float() / 255))
+                y = upscaler(lr.float() / 255)
+                # A NaN (e.g. from BatchNorm statistics that only evaluation mode uses) must stop the run, not
+                # become a PSNR of clamped garbage in validation.csv.
+                check_output(y, f"validation of {recipe.name} on {key}/{entry.name}")
+                sr = quantise_im2uint8(y)
                 a, b = luma_pair(sr, hr)
                 values.append((float(psnr(a, b, shave=recipe.scale)), float(ssim(a, b, shave=recipe.scale))))
             rows.append(
