@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 
-from sreval.study import RequestRefused, StudyStore, open_study_store
+from sreval.study import Refusal, RequestRefused, StudyStore, open_study_store
 from sreval.study.simulate import synthetic_study
 
 STUDY = "load"
@@ -43,47 +44,52 @@ def consented(store: StudyStore, study: str, n: int) -> list[str]:
     return tokens
 
 
+def close_while_rating(store: StudyStore, study: str, raters: int) -> tuple[int, datetime, pd.DataFrame]:
+    """`raters` raters answer as fast as they can; the study is closed when a quarter of the answers are in.
+    Returns the answers acknowledged, `closed_at` and the export taken as soon as `close_study` returned."""
+    tokens = consented(store, study, raters)
+    acknowledged = [0] * raters
+    unexpected: list[BaseException] = []
+    go = threading.Event()
+
+    def rate(index: int) -> None:
+        go.wait()
+        try:
+            while (item := store.next_item(tokens[index])) is not None:
+                store.submit(tokens[index], item.stimulus, item.repetition, 1 + index % 5, 100)
+                acknowledged[index] += 1
+        except RequestRefused as exc:
+            if exc.reason != Refusal.STUDY_CLOSED:
+                unexpected.append(exc)
+        except BaseException as exc:
+            unexpected.append(exc)
+
+    threads = [threading.Thread(target=rate, args=(i,)) for i in range(raters)]
+    for thread in threads:
+        thread.start()
+    go.set()
+    while len(store.export(study)) < raters * PER_RATER // 4:
+        time.sleep(0.002)
+    closed_at = store.close_study(study)
+    at_close = store.export(study)
+    for thread in threads:
+        thread.join(60)
+    assert not unexpected, unexpected[:3]
+    return sum(acknowledged), closed_at, at_close
+
+
 def test_no_rating_is_stored_or_acknowledged_after_close_returns(url: str, tmp_path: Path) -> None:
-    """Raters submit as fast as they can while the study is closed; 20 times over. Whatever was acknowledged
-    is stored, nothing was created after `closed_at`, and the export taken when `close_study` returned is
-    final (equal to one taken after every submit has ended)."""
+    """20 times over: whatever was acknowledged is stored, nothing was created after `closed_at`, and the
+    export taken when `close_study` returned is final (equal to one taken after every submit has ended)."""
     raters = 8
     with open_study_store(url) as store:
         for round_ in range(20):
             study = f"close{round_}"
             new_study(store, tmp_path / study, study)
-            tokens = consented(store, study, raters)
-            acknowledged: list[int] = [0] * raters
-            unexpected: list[BaseException] = []
-            go = threading.Event()
-
-            def rate(index: int, study: str = study, tokens: list[str] = tokens) -> None:
-                token = tokens[index]
-                go.wait()
-                try:
-                    while (item := store.next_item(token)) is not None:
-                        store.submit(token, item.stimulus, item.repetition, 1 + index % 5, 100)
-                        acknowledged[index] += 1
-                except RequestRefused as exc:
-                    if exc.reason != "study_closed":
-                        unexpected.append(exc)
-                except BaseException as exc:
-                    unexpected.append(exc)
-
-            threads = [threading.Thread(target=rate, args=(i,)) for i in range(raters)]
-            for thread in threads:
-                thread.start()
-            go.set()
-            while len(store.export(study)) < raters * PER_RATER // 4:  # well under way
-                time.sleep(0.002)
-            closed_at = store.close_study(study)
-            at_close = store.export(study)
-            for thread in threads:
-                thread.join(60)
-            assert not unexpected, unexpected[:3]
+            acknowledged, closed_at, at_close = close_while_rating(store, study, raters)
             final = store.export(study)
             pd.testing.assert_frame_equal(at_close, final)
-            assert len(final) == sum(acknowledged) < raters * PER_RATER, f"round {round_}"
+            assert len(final) == acknowledged < raters * PER_RATER, f"round {round_}"
             assert (final["created_at"] <= pd.Timestamp(closed_at)).all(), f"round {round_}"
 
 

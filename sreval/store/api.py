@@ -238,7 +238,8 @@ def open_store(url: str | None = None) -> Store:
 
 
 def create_store_engine(url: str, masked: str, what: str = "results", *, concurrent_writers: bool = False) -> Engine:
-    """An engine for `url`; SQLite gets its folder created and transactional DDL, PostgreSQL a connect timeout.
+    """An engine for `url`; SQLite gets its folder created and transactional DDL, PostgreSQL a connect timeout
+    and connections checked before use.
 
     `concurrent_writers` (the study store: many raters at once) adds what SQLite needs for that: a database file
     (not memory), WAL (readers never wait for the writer), a busy timeout (writers queue instead of failing) and
@@ -248,6 +249,7 @@ def create_store_engine(url: str, masked: str, what: str = "results", *, concurr
     try:
         parsed = make_url(url)
         connect_args: dict[str, Any] = {}
+        options: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite":
             database = parsed.database or ""
             if concurrent_writers and (database in ("", ":memory:") or "mode=memory" in str(parsed)):
@@ -259,7 +261,10 @@ def create_store_engine(url: str, masked: str, what: str = "results", *, concurr
             parsed = _installed_pg_driver(parsed)
             if "connect_timeout" not in parsed.query:
                 connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
-        engine = create_engine(parsed, connect_args=connect_args)
+            # A pooled connection the server has ended (restart, idle timeout, failover) is replaced when it is
+            # taken from the pool instead of failing the request that took it: one round trip per checkout.
+            options["pool_pre_ping"] = True
+        engine = create_engine(parsed, connect_args=connect_args, **options)
     except (SQLAlchemyError, ValueError) as exc:  # ValueError: e.g. a port that is not a number
         raise SrevalError(f"bad {what} database URL {masked}: {_reason(exc)}") from exc
     except ImportError as exc:

@@ -42,8 +42,9 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, Self
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, Insert, Row, func, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import Connection, Engine, Insert, Row, Select, bindparam, exists, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import aliased
 
 from sreval import settings
 from sreval.errors import SrevalError
@@ -79,6 +80,9 @@ MAX_RESPONSE_MS = 2**31 - 1
 #: Study names double as folder names.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _MAX_PUBLIC_ID = 64
+_INVALID_LINK = "this link is not valid; use the link you were sent"
+_CLOSED = "this study is closed; thank you for your interest"
+_NO_CONSENT = "please give your consent before rating"
 _MAX_INVITES = 10_000
 
 
@@ -415,7 +419,9 @@ class StudyStore:
     def close_study(self, name: str) -> datetime:
         """Stop a study taking ratings (idempotent); return when it was closed."""
         with self._errors(f"close study {name!r}"), self._write.begin() as conn:
-            study = self._study(conn, name)
+            # Locking the row waits for the submits under way (each shares it until it commits): `closed_at`
+            # is taken after them, and every submit after this one sees the study closed.
+            study = self._study(conn, name, lock=True)
             if study.closed_at is not None:
                 already: datetime = study.closed_at
                 return already
@@ -683,76 +689,88 @@ class StudyStore:
         `score` must be an int 1..5 and (`stimulus`, `repetition`) the rater's next due item. Replaying a stored
         rating with the same score returns `already_recorded` and changes nothing; anything else that is wrong
         raises `RequestRefused` (its `reason` says what) and changes nothing either.
+
+        The transaction is one SELECT that reads everything checked (`_SUBMIT_STATE`) and one INSERT, plus an
+        UPDATE of the rater on their first and last item: it is what every rater waits for, and on SQLite it
+        holds the database's write lock. On PostgreSQL the SELECT locks the rater's row (one rater's submits run
+        one after the other) and shares the study's row, so `close_study` waits for the submits under way and
+        every later one sees the study closed. A connection the server dropped is retried once on a new one:
+        a submit is idempotent (a replay is answered as already recorded).
         """
         score = check_score(score)
         repetition = _check_repetition(repetition)
         response = _check_response_ms(response_ms)
         key = _token_key(token)
         public_id = _public_id(stimulus)
-        try:
-            with self._write.begin() as conn:
-                rater = self._open_rater(conn, key, consent=True, lock=True)
-                slot = conn.execute(
-                    select(ScheduleItem.position, ScheduleItem.stimulus_id)
-                    .join(Stimulus, Stimulus.id == ScheduleItem.stimulus_id)
-                    .where(
-                        ScheduleItem.rater_id == rater.id,
-                        Stimulus.public_id == public_id,
-                        ScheduleItem.repetition == repetition,
-                    )
-                ).first()
-                if slot is None:
-                    raise _refuse(Refusal.UNKNOWN_STIMULUS, "this item is not part of your study")
-                stored = _stored_score(conn, rater.id, slot.stimulus_id, repetition)
-                if stored is not None:
-                    return self._replayed(conn, rater.id, stored, score)
-                if rater.finished_at is not None:
-                    raise _refuse(Refusal.FINISHED, "you have rated every item; thank you")
-                due = _due(conn, rater.id)
-                if due is None or due.position != slot.position:
-                    raise _refuse(Refusal.NOT_DUE, "this is not the item you are due to rate; reload the page")
-                now = _now()
-                conn.execute(
-                    insert(Rating).values(
-                        rater_id=rater.id,
-                        stimulus_id=slot.stimulus_id,
-                        repetition=repetition,
-                        score=score,
-                        response_ms=response,
-                        created_at=now,
-                        simulated=rater.simulated,
-                    )
-                )
-                done, total = _progress(conn, rater.id)
-                changes: dict[str, datetime] = {}
-                if rater.started_at is None:
-                    changes["started_at"] = now
-                if done == total:
-                    changes["finished_at"] = now
-                if changes:
-                    conn.execute(update(Rater).where(Rater.id == rater.id).values(**changes))
-                return SubmitResult("recorded", done, total, done == total)
-        except IntegrityError:
-            # The same item was stored by a concurrent submit between our check and our insert (the unique
-            # constraint caught it): answer as for a replay.
-            with self._errors("record the rating"), self._engine.connect() as conn:
-                rater = self._open_rater(conn, key)
-                slot_id = conn.execute(select(Stimulus.id).where(Stimulus.public_id == public_id)).scalar_one()
-                stored = _stored_score(conn, rater.id, slot_id, repetition)
-                if stored is None:
-                    raise
-                return self._replayed(conn, rater.id, stored, score)
-        except SQLAlchemyError as exc:
-            raise SrevalError(f"could not record the rating in study database {self.url}: {_reason(exc)}") from exc
+        if key is None:
+            raise _refuse(Refusal.INVALID_TOKEN, _INVALID_LINK)
+        for attempt in (1, 2):
+            try:
+                return self._submit(key, public_id, repetition, score, response)
+            except IntegrityError:
+                # The same item was stored by a concurrent submit between our check and our insert (the unique
+                # constraint caught it): answer as for a replay.
+                with self._errors("record the rating"), self._engine.connect() as conn:
+                    state = _submit_state(conn, key, public_id, repetition, lock=False)
+                    if state is None or state.stored is None:
+                        raise
+                    return _replayed(state, score)
+            except DBAPIError as exc:
+                if exc.connection_invalidated and attempt == 1:
+                    log.warning("the study database dropped a connection; submitting again on a new one")
+                    continue
+                raise SrevalError(f"could not record the rating in study database {self.url}: {_reason(exc)}") from exc
+            except SQLAlchemyError as exc:
+                raise SrevalError(f"could not record the rating in study database {self.url}: {_reason(exc)}") from exc
+        raise AssertionError("unreachable")
+
+    def _submit(self, key: str, public_id: str, repetition: int, score: int, response: int | None) -> SubmitResult:
+        with self._write.begin() as conn:
+            state = _submit_state(conn, key, public_id, repetition, lock=True)
+            if state is None:
+                raise _refuse(Refusal.INVALID_TOKEN, _INVALID_LINK)
+            if state.closed_at is not None:
+                raise _refuse(Refusal.STUDY_CLOSED, _CLOSED)
+            if state.consent_at is None:
+                raise _refuse(Refusal.NO_CONSENT, _NO_CONSENT)
+            if state.slot_stimulus is None:
+                raise _refuse(Refusal.UNKNOWN_STIMULUS, "this item is not part of your study")
+            if state.stored is not None:
+                return _replayed(state, score)
+            if state.finished_at is not None:
+                raise _refuse(Refusal.FINISHED, "you have rated every item; thank you")
+            if state.due != state.slot_position:
+                raise _refuse(Refusal.NOT_DUE, "this is not the item you are due to rate; reload the page")
+            now = _now()
+            conn.execute(
+                _INSERT_RATING,
+                {
+                    "rater_id": state.id,
+                    "stimulus_id": state.slot_stimulus,
+                    "repetition": repetition,
+                    "score": score,
+                    "response_ms": response,
+                    "created_at": now,
+                    "simulated": state.simulated,
+                },
+            )
+            done, total = int(state.done) + 1, int(state.total)
+            changes: dict[str, datetime] = {}
+            if state.started_at is None:
+                changes["started_at"] = now
+            if done == total:
+                changes["finished_at"] = now
+            if changes:
+                conn.execute(update(Rater).where(Rater.id == state.id).values(**changes))
+            return SubmitResult("recorded", done, total, done == total)
 
     # --- helpers -----------------------------------------------------------------------------------------------
 
-    def _study(self, conn: Connection, name: str) -> Row[Any]:
-        row = conn.execute(
-            select(
-                Study.id, Study.name, Study.created_at, Study.closed_at, Study.seed, Study.folder, Study.settings
-            ).where(Study.name == name)
-        ).first()
+    def _study(self, conn: Connection, name: str, *, lock: bool = False) -> Row[Any]:
+        query = select(
+            Study.id, Study.name, Study.created_at, Study.closed_at, Study.seed, Study.folder, Study.settings
+        ).where(Study.name == name)
+        row = conn.execute(query.with_for_update() if lock else query).first()
         if row is None:
             known = conn.execute(select(Study.name).order_by(Study.id)).scalars().all()
             where = f"known: {', '.join(known)}" if known else "it holds none; create one with `sreval study create`"
@@ -789,21 +807,88 @@ class StudyStore:
         """The rater of a token hash in an open study, or `RequestRefused`."""
         rater = _rater(conn, key, lock=lock) if key is not None else None
         if rater is None:
-            raise _refuse(Refusal.INVALID_TOKEN, "this link is not valid; use the link you were sent")
+            raise _refuse(Refusal.INVALID_TOKEN, _INVALID_LINK)
         if rater.closed_at is not None:
-            raise _refuse(Refusal.STUDY_CLOSED, "this study is closed; thank you for your interest")
+            raise _refuse(Refusal.STUDY_CLOSED, _CLOSED)
         if consent and rater.consent_at is None:
-            raise _refuse(Refusal.NO_CONSENT, "please give your consent before rating")
+            raise _refuse(Refusal.NO_CONSENT, _NO_CONSENT)
         return rater
-
-    def _replayed(self, conn: Connection, rater_id: int, stored: int, score: int) -> SubmitResult:
-        if stored != score:
-            raise _refuse(Refusal.CONFLICT, "this item is already rated; a rating cannot be changed")
-        done, total = _progress(conn, rater_id)
-        return SubmitResult("already_recorded", done, total, done == total)
 
 
 # --- queries -----------------------------------------------------------------------------------------------
+
+
+def _submit_statement(*, lock: bool) -> Select[Any]:
+    """Everything `submit` checks, for the rater of `:key` answering (`:public_id`, `:repetition`), in one
+    statement: the rater and their study, the slot answered (its position and stimulus, NULL when it is not in
+    the rater's schedule), the score already stored for it, the due position, and the rater's progress."""
+    slot = (
+        select(ScheduleItem.position, ScheduleItem.stimulus_id)
+        .join(Stimulus, Stimulus.id == ScheduleItem.stimulus_id)
+        .where(
+            ScheduleItem.rater_id == Rater.id,
+            Stimulus.public_id == bindparam("public_id"),
+            ScheduleItem.repetition == bindparam("repetition"),
+        )
+    )
+    stored = (
+        select(Rating.score)
+        .join(Stimulus, Stimulus.id == Rating.stimulus_id)
+        .where(
+            Rating.rater_id == Rater.id,
+            Stimulus.public_id == bindparam("public_id"),
+            Rating.repetition == bindparam("repetition"),
+        )
+    )
+    pending = aliased(ScheduleItem)
+    due = select(func.min(pending.position)).where(
+        pending.rater_id == Rater.id,
+        ~exists().where(
+            Rating.rater_id == pending.rater_id,
+            Rating.stimulus_id == pending.stimulus_id,
+            Rating.repetition == pending.repetition,
+        ),
+    )
+    query = (
+        select(
+            Rater.id,
+            Rater.simulated,
+            Rater.consent_at,
+            Rater.started_at,
+            Rater.finished_at,
+            Study.closed_at,
+            slot.with_only_columns(ScheduleItem.position).scalar_subquery().label("slot_position"),
+            slot.with_only_columns(ScheduleItem.stimulus_id).scalar_subquery().label("slot_stimulus"),
+            stored.scalar_subquery().label("stored"),
+            due.scalar_subquery().label("due"),
+            select(func.count()).where(Rating.rater_id == Rater.id).scalar_subquery().label("done"),
+            select(func.count()).where(ScheduleItem.rater_id == Rater.id).scalar_subquery().label("total"),
+        )
+        .join(Study, Study.id == Rater.study_id)
+        .where(Rater.token_sha256 == bindparam("key"))
+    )
+    if lock:  # PostgreSQL (SQLite's BEGIN IMMEDIATE already serialises writers)
+        return query.with_for_update(of=Rater).suffix_with(f"FOR SHARE OF {Study.__tablename__}")
+    return query
+
+
+_SUBMIT_STATE = _submit_statement(lock=False)
+_SUBMIT_STATE_LOCKED = _submit_statement(lock=True)
+_INSERT_RATING = insert(Rating)
+
+
+def _submit_state(conn: Connection, key: str, public_id: str, repetition: int, *, lock: bool) -> Any:
+    """The row of `_submit_statement` (None for an unknown token); `lock` takes the locks on PostgreSQL."""
+    statement = _SUBMIT_STATE_LOCKED if lock and conn.dialect.name == "postgresql" else _SUBMIT_STATE
+    return conn.execute(statement, {"key": key, "public_id": public_id, "repetition": repetition}).first()
+
+
+def _replayed(state: Any, score: int) -> SubmitResult:
+    """The answer to a submit of an item already rated: the same score is a replay, another one a conflict."""
+    if state.stored != score:
+        raise _refuse(Refusal.CONFLICT, "this item is already rated; a rating cannot be changed")
+    done, total = int(state.done), int(state.total)
+    return SubmitResult("already_recorded", done, total, done == total)
 
 
 def _insert(conn: Connection, statement: Insert) -> int:
@@ -881,15 +966,6 @@ def _due(conn: Connection, rater_id: int) -> Any:
         .order_by(ScheduleItem.position)
         .limit(1)
     ).first()
-
-
-def _stored_score(conn: Connection, rater_id: int, stimulus_id: int, repetition: int) -> int | None:
-    score = conn.execute(
-        select(Rating.score).where(
-            Rating.rater_id == rater_id, Rating.stimulus_id == stimulus_id, Rating.repetition == repetition
-        )
-    ).scalar_one_or_none()
-    return None if score is None else int(score)
 
 
 def _stimulus_keys(conn: Connection, study_id: int) -> dict[str, list[int]]:
