@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -185,6 +186,83 @@ def test_evaluate_accepts_opaque_alpha_and_palette(env: Path, method_results: Pa
     a, b, c = (pd.read_csv(env / x / "per_image.csv").set_index(["image", "metric"])["value"] for x in "abc")
     assert b["baby", "psnr"] == a["baby", "psnr"]  # alpha dropped, pixels unchanged
     assert b["bird", "psnr"] == c["bird", "psnr"] != a["bird", "psnr"]
+
+
+def _cli(args: list[str | bytes], env: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m sreval ARGS` in its own process (real stderr, real logging set-up), with `env`'s cache and
+    database; arguments may be bytes (file names that are not UTF-8)."""
+    environ = {**os.environ, "SREVAL_CACHE": str(env / "cache"), "SREVAL_DB": _db(env)}
+    return subprocess.run([sys.executable, "-m", "sreval", *args], capture_output=True, text=True,
+                          errors="backslashreplace", env=environ, timeout=300, check=False)
+
+
+def test_evaluate_reads_a_folder_whose_name_is_not_utf8(env: Path, method_results: Path) -> None:
+    """The folder is read (a path is bytes on Linux); the method name derived from it must be text, so its
+    undecodable byte is written as an escape."""
+    folder = os.fsencode(env) + b"/out\xff"
+    shutil.copytree(method_results / "Set5" / "SRResNet-MSE", os.fsdecode(folder))
+    result = _cli([b"evaluate", b"--sr", folder, b"--dataset", b"set5", b"--out", os.fsencode(env / "o"), b"-q"], env)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    summary = pd.read_csv(env / "o" / "summary.csv")
+    assert set(summary["method"]) == {"out\\xff"} and set(summary["n"]) == {5}
+    store = open_store(_db(env))
+    try:
+        (run,) = [store.get_run(int(i)) for i in store.list_runs()["id"]]
+    finally:
+        store.close()
+    assert run.methods[0].name == "out\\xff"
+
+
+def test_evaluate_refuses_a_name_that_is_not_utf8(env: Path, method_results: Path) -> None:
+    folder = method_results / "Set5" / "SRResNet-MSE"
+    result = _cli([b"evaluate", b"--sr", os.fsencode(folder), b"--dataset", b"set5", b"--name", b"mine\xff",
+                   b"--out", os.fsencode(env / "o"), b"-q"], env)
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "mine\\xff" in result.stderr and "UTF-8" in result.stderr
+    assert not (env / "o" / "summary.csv").exists()
+
+
+def test_evaluate_warns_once(env: Path, method_results: Path) -> None:
+    folder = _copy_outputs(method_results, env / "sr")
+    (folder / "woman_SRResNet-MSE.png").unlink()
+    result = _cli(["evaluate", "--sr", str(folder), "--dataset", "set5", "--out", str(env / "o"), "-q"], env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("have no output") == 1 and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_evaluate_names_entries_that_look_like_images_but_cannot_be_read(
+    env: Path, method_results: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = _copy_outputs(method_results, env / "sr")
+    (folder / "baby_SRResNet-MSE.png").unlink()
+    (folder / "baby.png").mkdir()
+    (folder / "bird_SRResNet-MSE.png").unlink()
+    os.symlink("bird_gone.png", folder / "bird_x4.png")  # dangling
+    os.symlink("loop.png", folder / "loop.png")  # a loop
+    assert main(["evaluate", "--sr", str(folder), "--dataset", "set5", "--out", str(env / "o"), "-q"]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    unreadable = [w for w in warnings if "cannot be read" in w]
+    assert len(unreadable) == 1, warnings
+    assert "baby.png (a directory)" in unreadable[0]
+    assert "bird_x4.png (a dangling symlink to bird_gone.png" in unreadable[0]
+    assert "loop.png (a symlink loop)" in unreadable[0]
+    assert set(pd.read_csv(env / "o" / "summary.csv")["n"]) == {3}
+
+
+def test_evaluate_reads_gif_outputs(env: Path, method_results: Path) -> None:
+    """GIF is a format the image loader reads (8-bit palette), so GIF outputs are matched and scored as their
+    RGB decode, not skipped."""
+    folder = _copy_outputs(method_results, env / "sr")
+    png = folder / "head_SRResNet-MSE.png"
+    gif = Image.open(png).convert("RGB").quantize(256)
+    png.unlink()
+    gif.save(folder / "head_SRResNet-MSE.gif")
+    assert main(["evaluate", "--sr", str(folder), "--dataset", "set5", "--out", str(env / "a"), "-q"]) == 0
+    (folder / "head_SRResNet-MSE.gif").unlink()
+    gif.convert("RGB").save(png)
+    assert main(["evaluate", "--sr", str(folder), "--dataset", "set5", "--out", str(env / "b"), "-q"]) == 0
+    a, b = (pd.read_csv(env / x / "per_image.csv").set_index(["image", "metric"])["value"] for x in "ab")
+    assert len(a) == 10 and a["head", "psnr"] == b["head", "psnr"]
 
 
 @pytest.mark.parametrize(
