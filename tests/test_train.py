@@ -8,6 +8,7 @@ these tests check that the recipes run and learn, not what a real VGG19 would gi
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -392,3 +393,92 @@ def test_validation_of_a_model_that_outputs_nan_fails_naming_the_image(
     assert not (tmp_path / "run" / "validation.csv").is_file() or len(
         pd.read_csv(tmp_path / "run" / "validation.csv")
     ) == 0
+
+
+# --- damaged files --------------------------------------------------------------------------------------------
+
+
+class _RunsCode:
+    """Unpickling this calls print: what a tampered checkpoint could do if it were loaded without weights_only."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return print, ("UNPICKLED CODE RAN",)
+
+
+def _damage(path: Path, how: str) -> None:
+    if how == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "tampered":
+        torch.save({"opt_g": _RunsCode()}, path)
+    elif how == "keys":
+        torch.save({"something": torch.zeros(1)}, path)  # readable, but not what sreval wrote
+    else:
+        path.write_text("not a checkpoint\n")
+
+
+@pytest.mark.parametrize(
+    ("file", "how"),
+    [
+        ("optimizers.pt", "truncated"),
+        ("optimizers.pt", "tampered"),
+        ("optimizers.pt", "keys"),
+        ("optimizers.pt", "text"),
+        ("generator.safetensors", "truncated"),
+        ("generator.safetensors", "text"),
+        ("state.json", "truncated"),
+    ],
+)
+def test_resuming_from_a_damaged_checkpoint_names_the_file_and_what_to_do(
+    train_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], file: str, how: str
+) -> None:
+    recipe = tiny("srresnet-mse", steps=4, checkpoint_every=1)
+    options = TrainOptions(out=tmp_path / "run", train_dir=train_dir, device=torch.device("cpu"), progress=False,
+                           stop_after=2)
+    train(recipe, options)
+    _older, newest = checkpoint_dirs(tmp_path / "run")
+    path = newest / file
+    _damage(path, how)
+    with pytest.raises(SrevalError) as error:
+        train(recipe, options)
+    message = str(error.value)
+    assert str(path) in message and "damaged" in message and "weights_only" not in message
+    assert f"delete {newest}" in message and "older checkpoint" in message
+    assert "UNPICKLED CODE RAN" not in capsys.readouterr().out  # still loaded with weights_only=True
+    shutil.rmtree(newest)  # what the message says to do: resume from the older checkpoint
+    assert train(recipe, options).step == 4
+
+
+@pytest.mark.parametrize("content", ["text", "pth", "truncated"])
+def test_zoo_add_refuses_weights_that_are_not_safetensors(
+    train_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], content: str
+) -> None:
+    monkeypatch.setenv("SREVAL_ZOO", str(tmp_path / "zoo"))
+    run = tmp_path / "run"
+    train(tiny("srresnet-mse", steps=1), TrainOptions(out=run, train_dir=train_dir, device=torch.device("cpu"),
+                                                       progress=False))
+    weights = run / "final" / "generator.safetensors"
+    if content == "text":
+        weights.write_text("these are not weights\n")
+    elif content == "pth":
+        state = safetensors.torch.load(weights.read_bytes())  # from memory: load_file maps the file it overwrites
+        torch.save(state, weights)  # a torch pickle under the safetensors name
+    else:
+        _damage(weights, "truncated")
+    assert main(["zoo", "add", str(run), "--name", "mine"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert str(weights) in err and "not a valid safetensors file" in err
+    assert not (tmp_path / "zoo" / "mine").exists()
+
+
+def test_zoo_add_of_a_file_instead_of_a_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SREVAL_ZOO", str(tmp_path / "zoo"))
+    model = tmp_path / "model.pth"
+    torch.save({"w": torch.zeros(1)}, model)
+    assert main(["zoo", "add", str(model), "--name", "mine"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert f"{model} is a file" in err and "run folder" in err
