@@ -101,11 +101,18 @@ class Folder(Method):
 
     def __init__(self, path: str | Path, name: str | None = None) -> None:
         self.path = str(path)
-        self.name = name or Path(self.path.replace("{dataset}", "")).name or self.path
+        if name and not _is_text(name):
+            raise SrevalError(
+                f"method name '{as_text(name)}' is not valid UTF-8 text; method names go into the results store "
+                "and the CSV files, so choose one that is (the folder's own name may still be anything)"
+            )
+        # A folder name need not be UTF-8 (Linux names are bytes) and is read as it is; the name derived from it
+        # shows such bytes as \xNN escapes, because the results store and the CSV files hold text.
+        self.name = name or as_text(Path(self.path.replace("{dataset}", "")).name or self.path)
         self._matches: dict[str, dict[str, Path]] = {}
 
     def metadata(self) -> dict[str, Any]:
-        return {**super().metadata(), "path": str(Path(self.path).expanduser().resolve())}
+        return {**super().metadata(), "path": as_text(str(Path(self.path).expanduser().resolve()))}
 
     def folder_for(self, dataset: Dataset) -> Path:
         if "{dataset}" in self.path:
@@ -117,19 +124,34 @@ class Folder(Method):
         return base
 
     def images(self, dataset: Dataset) -> list[ImageEntry]:
+        """The dataset's images that have an output file. The folder is matched, and what is wrong with it
+        reported, once per dataset: later calls (the CLI asks before the run, the runner again) reuse that match,
+        so each warning is printed once and the files scored are the files that were reported."""
+        if dataset.key not in self._matches:
+            self._matches[dataset.key] = self._match(dataset)
+        files = self._matches[dataset.key]
+        return [e for e in dataset.images if e.name in files]
+
+    def _match(self, dataset: Dataset) -> dict[str, Path]:
         folder = self.folder_for(dataset)
         match = match_folder(folder, dataset)
+        shown = as_text(str(folder))
+        if match.unreadable:
+            log.warning(
+                "%s: %d entries in %s have an image suffix but cannot be read, so they match no %s image: %s",
+                self.name, len(match.unreadable), shown, dataset.key,
+                ", ".join(f"{as_text(p.name)} ({why})" for p, why in match.unreadable),
+            )
         if match.missing:
             log.warning(
                 "%s: %d of %d %s images have no output in %s: %s — the set mean is then not comparable to "
-                "published means", self.name, len(match.missing), len(dataset.images), dataset.key, folder,
+                "published means", self.name, len(match.missing), len(dataset.images), dataset.key, shown,
                 ", ".join(match.missing),
             )
         if match.extra:
-            log.warning("%s: %d files in %s match no %s image: %s", self.name, len(match.extra), folder,
-                        dataset.key, ", ".join(p.name for p in match.extra))
-        self._matches[dataset.key] = match.files
-        return [e for e in dataset.images if e.name in match.files]
+            log.warning("%s: %d files in %s match no %s image: %s", self.name, len(match.extra), shown,
+                        dataset.key, ", ".join(as_text(p.name) for p in match.extra))
+        return match.files
 
     def super_resolve(self, item: MethodInput) -> np.ndarray:
         files = self._matches.get(item.dataset.key)
@@ -149,6 +171,23 @@ class Folder(Method):
                 "original to the mod-cropped size"
             )
         return image.pixels
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: bytes of a file name or argument that are not UTF-8
+        return False
+    return True
+
+
+def as_text(value: str) -> str:
+    """`value` as valid text: bytes that were not UTF-8 (Python keeps them as surrogate escapes in file names and
+    arguments) become `\\xNN`, other unencodable characters `\\uNNNN`; valid text is returned unchanged."""
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 _NAMED: dict[str, Callable[[], Method]] = {"nn": NearestNeighbour, "bicubic": Bicubic}
