@@ -197,7 +197,10 @@ def _add_study_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     create.add_argument("--calibration-dir",
                         help="folder of calibration images, or a name under $SREVAL_TRAINING_ROOT (default: T91)")
     create.add_argument("--dir", type=Path, help="study folder (default: $SREVAL_STUDIES/NAME or ~/.local/share/"
-                        "sreval/studies/NAME); must not exist or be empty")
+                        "sreval/studies/NAME); must not exist or be empty (it is replaced by the finished folder)")
+    create.add_argument("--group-read", action="store_true",
+                        help="let the folder's group read the stimuli (folder 0750, files 0640; default 0700 and 0600, "
+                        "only you): the rater app must run as you, or as a user of that group")
     create.add_argument("--seed", type=int, help="seed of every random choice and every rater's order "
                         "(default: random, stored with the study)")
     create.add_argument("--data-root", help="folder holding Set5/HR, Set14/HR, ... (default: $SREVAL_DATA_ROOT)")
@@ -681,6 +684,7 @@ def cmd_study_create(args: argparse.Namespace) -> int:
             images=images, retest=args.retest, gold_images=args.gold_images,
             calibration_images=args.calibration_images, calibration_dir=args.calibration_dir, folder=args.dir,
             seed=args.seed, min_retest_gap=args.min_retest_gap, cache=cache, progress=progress,
+            group_read=args.group_read,
         )
     s = info.stimuli
     print(

@@ -216,7 +216,7 @@ def test_database_row_is_written_only_after_the_folder_is_complete(
 
     def checking_create_study(self: StudyStore, draft: Any) -> Any:
         folder = Path(draft.folder)
-        files = list(folder.iterdir())
+        files = list(folder.glob("*.png"))  # and the marker that a killed create left this folder unfinished
         assert {f.name for f in files} == {s.path for s in draft.stimuli}
         seen.append((*modes(folder), len({f.stat().st_mtime_ns for f in files}), entries(tmp_path)))
         return original(self, draft)
@@ -224,6 +224,7 @@ def test_database_row_is_written_only_after_the_folder_is_complete(
     monkeypatch.setattr(StudyStore, "create_study", checking_create_study)
     with open_study_store(f"sqlite:///{tmp_path / 'study.sqlite'}") as store:
         build(store, tmp_path, data_root)
+        assert sorted(os.listdir(tmp_path / "blind")) == sorted(Path(p).name for p in store.stimuli("blind")["path"])
     assert seen == [(0o700, {0o600}, 1, ["blind", "calibration"])]
 
 

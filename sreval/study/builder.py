@@ -14,16 +14,37 @@ names the method or the image. The PNG is re-encoded from pixels, so no metadata
 LR inputs, NN and computed methods follow the benchmark protocol (MATLAB bicubic ×1/4, uint8), and computed
 outputs are taken from and added to the benchmark's SR cache when one is given.
 
-The files are written first and the study is stored in one transaction afterwards; if anything fails, the
-folder is removed again, so a failed `create` leaves neither files nor rows.
+Nothing about the folder tells which file shows which method either: the stimuli are rendered in a random order
+(so file creation order, inode numbers and the listing order are shuffled too), and once all are written every file
+gets the same access and modification time (the moment the folder was finished) and its mode, in the order of the
+random file names. The order comes from a fresh random source, not from the study's seed: the seed is printed and
+stored with the study, and anyone holding it could redo a seeded order; nothing needs this order to be
+reproducible (the file names are not either). What cannot be hidden are the contents and sizes of the files.
+
+The folder is private (0700, files 0600) unless `group_read` (`--group-read`) asks for 0750 and 0640, for a
+rater app that runs as another user of the folder's group. The rater app must be able to read it: run it as the
+user who ran `study create`, or use `group_read`.
+
+The files are rendered into a hidden folder beside the target (`.NAME.partial-…`, on the same file system), which
+is renamed into place only when it is complete; only then is the study stored, in one transaction. If anything
+fails, the folder is removed again, so a failed `create` leaves neither files nor rows. A `create` killed outright
+(kill -9, a power cut) cannot clean up, so it leaves nothing that blocks running the same command again: a
+partial folder is locked (`flock`) while its `create` runs and the next `create` of the same study removes it once
+the lock is free; and between the rename and the database row the folder holds a marker naming the study and the
+database, so the next `create` of that study in that database recognises the folder as unfinished and renders it
+anew.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import random
 import secrets
 import shutil
+import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +72,9 @@ from sreval.study.schedule import MIN_RETEST_GAP
 from sreval.study.security import new_public_id
 from sreval.train.data import find_images, resolve_train_dir
 
+if sys.platform != "win32":
+    import fcntl
+
 log = logging.getLogger(__name__)
 
 #: Name of the reference "method": the HR image itself.
@@ -59,6 +83,13 @@ HR_METHOD = "hr"
 CALIBRATION_DATASET = "calibration"
 #: Training set the calibration images come from by default (by name under the training root).
 DEFAULT_CALIBRATION_SET = "T91"
+#: Modes of a study folder and of its files: private by default, or readable by the folder's group.
+PRIVATE_MODES = (0o700, 0o600)
+GROUP_READ_MODES = (0o750, 0o640)
+#: Infix of the hidden folder a study is rendered into (`.NAME.partial-RANDOM`, beside the study folder).
+PARTIAL_INFIX = ".partial-"
+#: File in a rendered study folder until its database row is written: {"study": NAME, "database": URL}.
+UNFINISHED_MARKER = ".sreval-unfinished.json"
 
 
 def study_root(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -97,16 +128,6 @@ def study_methods(spec: str) -> list[Method]:
     return methods
 
 
-@dataclass(frozen=True)
-class _Source:
-    """An image the study shows in some version: HR pixels plus what the database records about it."""
-
-    dataset: str
-    name: str
-    sha256: str
-    hr: LoadedImage
-
-
 def build_study(
     store: StudyStore,
     name: str,
@@ -124,6 +145,7 @@ def build_study(
     min_retest_gap: int = MIN_RETEST_GAP,
     cache: Cache | None = None,
     progress: Callable[[int, int], None] | None = None,
+    group_read: bool = False,
 ) -> StudyInfo:
     """Render and store a study; return what was stored. See the module docstring for what it contains.
 
@@ -132,7 +154,8 @@ def build_study(
     `calibration_dir` (a folder, or a name under SREVAL_TRAINING_ROOT; default T91) give an HR and an NN
     calibration item each. `retest` of the test items are shown twice to each rater, at least
     `min_retest_gap` positions apart. `seed` (default: random) fixes every choice, and every rater's order.
-    `progress(done, total)` is called after each source image.
+    `progress(done, total)` is called after each stimulus. `group_read` makes the folder 0750 and its files 0640
+    (default 0700 and 0600).
     """
     check_study_name(name)
     if not 0 <= retest <= 1:
@@ -171,46 +194,182 @@ def build_study(
                 )
 
     target = (folder or study_root() / name).expanduser().resolve()
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise SrevalError(f"study folder {target} already exists and is not empty; choose another --dir or name")
-    created = not target.exists()
-    target.mkdir(parents=True, exist_ok=True)
+    _clear_target(target, name, store.url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(target)
+    replaces_empty = target.is_dir()
+    partial, lock = _new_partial(target)
     try:
-        draft = _render(
-            name,
-            target,
-            seed,
-            method_list,
-            entries,
-            gold,
-            calibration_files,
-            calibration_folder,
-            data_root,
-            cache,
-            progress,
-        )
-        draft.settings = {
-            "methods": [m.name for m in method_list],
-            "method_specs": [s.strip() for s in methods.split(",") if s.strip()],
-            "datasets": [d.key for d in dataset_list],
-            "images": list(images) if images else None,
-            "retest": retest,
-            "min_retest_gap": min_retest_gap,
-            "gold_images": gold_images,
-            "calibration_images": calibration_images,
-            "calibration_dir": str(calibration_folder) if calibration_folder else None,
-            "protocol": Protocol().as_dict(),
-            "scores": {"1": "bad", "2": "poor", "3": "fair", "4": "good", "5": "excellent"},
-            "sreval_version": __version__,
-        }
-        return store.create_study(draft)
-    except BaseException:
-        if created:
+        try:
+            draft = _render(
+                name,
+                partial,
+                seed,
+                method_list,
+                entries,
+                gold,
+                calibration_files,
+                calibration_folder,
+                data_root,
+                cache,
+                progress,
+            )
+            draft.settings = {
+                "methods": [m.name for m in method_list],
+                "method_specs": [s.strip() for s in methods.split(",") if s.strip()],
+                "datasets": [d.key for d in dataset_list],
+                "images": list(images) if images else None,
+                "retest": retest,
+                "min_retest_gap": min_retest_gap,
+                "gold_images": gold_images,
+                "calibration_images": calibration_images,
+                "calibration_dir": str(calibration_folder) if calibration_folder else None,
+                "protocol": Protocol().as_dict(),
+                "scores": {"1": "bad", "2": "poor", "3": "fair", "4": "good", "5": "excellent"},
+                "sreval_version": __version__,
+            }
+            stamp = time.time_ns() // 10**9 * 10**9  # whole seconds: every file system keeps them exactly
+            _finish(partial, [s.path for s in draft.stimuli], GROUP_READ_MODES if group_read else PRIVATE_MODES,
+                    stamp, {"study": name, "database": store.url})  # fmt: skip
+            _move_into_place(partial, target)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        draft.folder = target
+        try:
+            info = store.create_study(draft)
+        except BaseException:
             shutil.rmtree(target, ignore_errors=True)
-        else:
-            for child in target.iterdir():
-                child.unlink()
+            if replaces_empty:
+                target.mkdir(exist_ok=True)
+            raise
+        (target / UNFINISHED_MARKER).unlink(missing_ok=True)
+        os.utime(target, ns=(stamp, stamp))
+        return info
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _order_rng() -> random.Random:
+    """Where the rendering order comes from: the operating system's random source (see the module docstring)."""
+    return random.SystemRandom()
+
+
+def _lock(folder: Path) -> int | None:
+    """An open descriptor of `folder` holding an exclusive `flock` on it, or None where there are no such locks.
+
+    `BlockingIOError` when another process holds the lock. The lock goes with the process, however it ends.
+    """
+    if sys.platform == "win32":
+        return None
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
         raise
+    return fd
+
+
+def _remove_if_abandoned(folder: Path) -> bool:
+    """Remove `folder` if no running process holds its lock; False if one does (or locks cannot tell)."""
+    try:
+        lock = _lock(folder)
+    except OSError:
+        return False
+    if lock is None:
+        return False
+    try:
+        shutil.rmtree(folder)
+    finally:
+        os.close(lock)
+    return True
+
+
+def _clear_target(target: Path, name: str, database: str) -> None:
+    """Refuse a study folder that exists and is not empty, unless a killed `create` of this study in this database
+    left it (it still holds the unfinished marker): that one is removed, to be rendered again."""
+    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
+        return
+    marker = target / UNFINISHED_MARKER
+    if not target.is_dir() or not marker.is_file():
+        raise SrevalError(f"study folder {target} already exists and is not empty; choose another --dir or name")
+    try:
+        left = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        left = {}
+    if left != {"study": name, "database": database}:
+        raise SrevalError(
+            f"study folder {target} is an unfinished study ({marker.name}: {left or 'unreadable'}), not one of "
+            f"study {name!r} in {database}; remove the folder, or choose another --dir or name"
+        )
+    if not _remove_if_abandoned(target):
+        raise SrevalError(
+            f"study folder {target} is being created by another process (or cannot be locked to check); wait for "
+            "it, or remove the folder"
+        )
+    log.info("removed %s, left unfinished by an interrupted create of study %s", target, name)
+
+
+def _remove_stale_partials(target: Path) -> None:
+    """Remove the partial folders of `target` that no running `create` holds (left by a killed one)."""
+    for path in target.parent.glob(f".{target.name}{PARTIAL_INFIX}*"):
+        if path.is_dir() and not path.is_symlink() and _remove_if_abandoned(path):
+            log.info("removed %s, left by an interrupted create", path)
+
+
+def _new_partial(target: Path) -> tuple[Path, int | None]:
+    """A new private, locked folder beside `target` to render into."""
+    while True:
+        partial = target.with_name(f".{target.name}{PARTIAL_INFIX}{secrets.token_hex(6)}")
+        try:
+            partial.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        break
+    try:
+        os.chmod(partial, 0o700)  # whatever the umask
+        return partial, _lock(partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def _finish(folder: Path, files: list[str], modes: tuple[int, int], stamp: int, marker: dict[str, str]) -> None:
+    """Give every file its mode and the common time `stamp` (ns), in file name order (random), so change times
+    follow the random names only; then leave the unfinished marker and set the folder's own mode and times."""
+    folder_mode, file_mode = modes
+    for file in sorted(files):
+        path = folder / file
+        os.chmod(path, file_mode)
+        os.utime(path, ns=(stamp, stamp))
+    with open(folder / UNFINISHED_MARKER, "x", encoding="utf-8") as f:
+        json.dump(marker, f)
+    os.chmod(folder / UNFINISHED_MARKER, file_mode)
+    os.chmod(folder, folder_mode)
+    os.utime(folder, ns=(stamp, stamp))
+
+
+def _move_into_place(partial: Path, target: Path) -> None:
+    """Rename the finished folder to `target` (absent, or an empty folder it replaces) and make that durable
+    before the database row refers to it."""
+    try:
+        os.replace(partial, target)
+    except OSError as error:
+        raise SrevalError(
+            f"cannot move the finished study folder {partial} to {target}: {error.strerror or error}; --dir must "
+            "be a folder that does not exist or is empty, not a mount point"
+        ) from error
+    if sys.platform != "win32":
+        try:
+            fd = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:  # some file systems cannot sync a folder; the rename is done all the same
+            pass
 
 
 def _select_images(datasets: list[Dataset], names: Sequence[str] | None) -> list[tuple[Dataset, list[ImageEntry]]]:
@@ -255,64 +414,118 @@ def _render(
     cache: Cache | None,
     progress: Callable[[int, int], None] | None,
 ) -> StudyDraft:
+    """Write every stimulus into `folder`, in a random order; the draft lists them in the order the database keeps
+    (images in order, each image's methods in `methods` order, then calibration), which the raters' seeded orders
+    index, so the same seed gives the same orders however the files were rendered."""
     protocol = Protocol()
     nearest = NearestNeighbour()
-    draft = StudyDraft(name=name, folder=folder, seed=seed, settings={})
-    draft.methods = [DraftMethod(m.name, m.metadata()) for m in methods]
-    total = sum(len(es) for _, es in entries) + len(calibration_files)
-    done = 0
-    used_names: set[str] = set()
-
-    def add(kind: str, method: str | None, source: _Source, pixels: np.ndarray, expected: int | None) -> None:
-        public_id, file_id = new_public_id(), new_public_id()
-        while file_id in used_names or file_id.lower() in used_names:  # also distinct on case-blind file systems
-            file_id = new_public_id()
-        used_names.update((file_id, file_id.lower()))
-        save_png(folder / f"{file_id}.png", pixels)
-        draft.stimuli.append(
-            DraftStimulus(public_id, kind, method, source.dataset, source.name, f"{file_id}.png", expected)
-        )
-
-    test_hashes: set[str] = set()
+    plan: list[_Planned] = []
     for dataset, chosen in entries:
         for entry in chosen:
-            hr = load_hr(entry, data_root)
-            test_hashes.add(pixels_sha256(hr.pixels))
-            source = _Source(dataset.key, entry.name, entry.sha256, hr)
-            draft.images.append(DraftImage(dataset.key, entry.name, entry.sha256))
-            item = MethodInput(dataset, entry, hr, protocol)
-            for method in methods:
-                add("test", method.name, source, _output(method, item, protocol, cache), None)
+            plan += [_Planned("test", m, dataset, entry, None) for m in methods]
             if (dataset.key, entry.name) in gold:
-                add("gold_hr", None, source, hr.pixels, 5)
-                add("gold_nn", None, source, nearest.super_resolve(item), 1)
-            done += 1
-            if progress:
-                progress(done, total)
-
+                plan += [_Planned("gold_hr", None, dataset, entry, 5), _Planned("gold_nn", None, dataset, entry, 1)]
+    calibration: list[_Calibration] = []
     for path in calibration_files:
         assert calibration_folder is not None
-        loaded = load_image(path)
+        source = _Calibration(path, calibration_folder)
+        calibration.append(source)
+        plan += [_Planned("calibration_hr", None, None, source.entry, 5, source),
+                 _Planned("calibration_nn", None, None, source.entry, 1, source)]  # fmt: skip
+    files = _file_names(len(plan))
+
+    order = list(range(len(plan)))
+    _order_rng().shuffle(order)
+    test_hashes: set[str] = set()
+    calibration_hashes: dict[str, Path] = {}
+    for done, index in enumerate(order, start=1):
+        planned = plan[index]
+        if planned.calibration is not None:
+            item = planned.calibration.load(protocol)
+            calibration_hashes[pixels_sha256(item.hr.pixels)] = planned.calibration.path
+        else:
+            assert planned.dataset is not None
+            item = MethodInput(planned.dataset, planned.entry, load_hr(planned.entry, data_root), protocol)
+            test_hashes.add(pixels_sha256(item.hr.pixels))
+        if clash := sorted(str(calibration_hashes[h]) for h in test_hashes & calibration_hashes.keys()):
+            raise SrevalError(
+                f"calibration image {clash[0]} is one of the test images; calibrate on images outside the test set"
+            )
+        if planned.method is not None:
+            pixels = _output(planned.method, item, protocol, cache)
+        else:
+            pixels = item.hr.pixels if planned.kind.endswith("_hr") else nearest.super_resolve(item)
+        save_png(folder / files[index], pixels)
+        if progress:
+            progress(done, len(plan))
+
+    draft = StudyDraft(name=name, folder=folder, seed=seed, settings={})
+    draft.methods = [DraftMethod(m.name, m.metadata()) for m in methods]
+    draft.images = [DraftImage(d.key, e.name, e.sha256) for d, chosen in entries for e in chosen]
+    draft.images += [DraftImage(CALIBRATION_DATASET, c.entry.name, c.entry.sha256) for c in calibration]
+    draft.stimuli = [
+        DraftStimulus(
+            new_public_id(),
+            p.kind,
+            p.method.name if p.method else None,
+            p.dataset.key if p.dataset else CALIBRATION_DATASET,
+            p.entry.name,
+            file,
+            p.expected,
+        )
+        for p, file in zip(plan, files, strict=True)
+    ]
+    return draft
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """One stimulus: a test image's version by `method`, or its (or a calibration image's) HR or NN version."""
+
+    kind: str
+    method: Method | None
+    dataset: Dataset | None  # None for calibration images
+    entry: ImageEntry
+    expected: int | None
+    calibration: _Calibration | None = None
+
+
+class _Calibration:
+    """A calibration image: its file's hash and size are read up front, its pixels each time a stimulus needs them."""
+
+    def __init__(self, path: Path, folder: Path) -> None:
+        self.path = path
+        loaded = self._loaded()
+        relative = path.relative_to(folder).as_posix()
+        height, width, channels = loaded.pixels.shape  # mod-cropped
+        self.entry = ImageEntry(CALIBRATION_DATASET, relative, relative, loaded.sha256, path.stat().st_size,
+                                width, height, channels)  # fmt: skip
+        self.dataset = Dataset(CALIBRATION_DATASET, folder.name, SCALE, (self.entry,))
+
+    def _loaded(self) -> LoadedImage:
+        loaded = load_image(self.path)
         pixels = np.ascontiguousarray(mod_crop(loaded.pixels, SCALE))
         if pixels.shape[0] < SCALE or pixels.shape[1] < SCALE:
-            raise SrevalError(f"calibration image {path} is smaller than {SCALE}x{SCALE} pixels")
-        if pixels_sha256(pixels) in test_hashes:
-            raise SrevalError(
-                f"calibration image {path} is one of the test images; calibrate on images outside the test set"
-            )
-        relative = path.relative_to(calibration_folder).as_posix()
-        hr = LoadedImage(path=path, pixels=pixels, sha256=loaded.sha256)
-        entry = ImageEntry(CALIBRATION_DATASET, relative, relative, loaded.sha256, path.stat().st_size,
-                           pixels.shape[1], pixels.shape[0], pixels.shape[2])  # fmt: skip
-        pseudo = Dataset(CALIBRATION_DATASET, calibration_folder.name, SCALE, (entry,))
-        source = _Source(CALIBRATION_DATASET, relative, loaded.sha256, hr)
-        draft.images.append(DraftImage(CALIBRATION_DATASET, relative, loaded.sha256))
-        add("calibration_hr", None, source, pixels, 5)
-        add("calibration_nn", None, source, nearest.super_resolve(MethodInput(pseudo, entry, hr, protocol)), 1)
-        done += 1
-        if progress:
-            progress(done, total)
-    return draft
+            raise SrevalError(f"calibration image {self.path} is smaller than {SCALE}x{SCALE} pixels")
+        return LoadedImage(path=self.path, pixels=pixels, sha256=loaded.sha256)
+
+    def load(self, protocol: Protocol) -> MethodInput:
+        loaded = self._loaded()
+        if loaded.sha256 != self.entry.sha256:
+            raise SrevalError(f"calibration image {self.path} changed while the study was rendered; run it again")
+        return MethodInput(self.dataset, self.entry, loaded, protocol)
+
+
+def _file_names(count: int) -> list[str]:
+    """`count` distinct random PNG names (distinct on case-blind file systems too)."""
+    names: list[str] = []
+    used: set[str] = set()
+    while len(names) < count:
+        file_id = new_public_id()
+        if file_id.lower() not in used:
+            used.add(file_id.lower())
+            names.append(f"{file_id}.png")
+    return names
 
 
 def _output(method: Method, item: MethodInput, protocol: Protocol, cache: Cache | None) -> np.ndarray:
