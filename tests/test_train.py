@@ -446,7 +446,8 @@ def test_resuming_from_a_damaged_checkpoint_names_the_file_and_what_to_do(
     assert f"delete {newest}" in message and "older checkpoint" in message
     assert "UNPICKLED CODE RAN" not in capsys.readouterr().out  # still loaded with weights_only=True
     shutil.rmtree(newest)  # what the message says to do: resume from the older checkpoint
-    assert train(recipe, options).step == 4
+    assert train(recipe, TrainOptions(out=tmp_path / "run", train_dir=train_dir, device=torch.device("cpu"),
+                                      progress=False)).step == 4
 
 
 @pytest.mark.parametrize("content", ["text", "pth", "truncated"])
