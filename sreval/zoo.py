@@ -431,6 +431,42 @@ def _read_safetensors(entry: ZooEntry) -> tuple[dict[str, torch.Tensor], dict[st
     return tensors, metadata
 
 
+#: How a PyTorch checkpoint starts (zip archive, or a legacy pickle's protocol byte); only used to explain why a
+#: file that is not safetensors was refused (a safetensors header length may start with these bytes too).
+_PICKLE_STARTS = (b"PK\x03\x04", b"\x80")
+
+
+def parse_safetensors(data: bytes) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file's bytes; `ValueError` saying why not (without a file name) otherwise."""
+    try:
+        return safetensors.torch.load(data)
+    except safetensors.SafetensorError as error:
+        if data.startswith(_PICKLE_STARTS):
+            raise ValueError(
+                "not a valid safetensors file but a PyTorch pickle (.pth/.pt); sreval reads weights only from "
+                "safetensors, because loading a pickle can run code"
+            ) from None
+        raise ValueError(
+            f"not a valid safetensors file ({error}); it is truncated, damaged or of another format"
+        ) from None
+
+
+def read_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The tensors of the safetensors file at `path`, or `SrevalError` naming the file and what is wrong.
+
+    Read into memory rather than mapped: a mapped file that is replaced or truncated while in use would crash
+    the process instead of raising."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise SrevalError(f"cannot read {path}: {error.strerror or error}") from None
+    try:
+        return parse_safetensors(data)
+    except ValueError as error:
+        raise SrevalError(f"{path} is {error}") from None
+
+
 def checksum_status(entry: ZooEntry) -> str:
     """For trained entries: 'ok', 'mismatch' or 'missing'; for the others, their status."""
     path = entry.weights_path

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import yaml
 
 from sreval import zoo
@@ -20,10 +19,18 @@ from sreval.train.loop import FINAL
 
 
 def _run_summary(run: Path) -> dict[str, Any]:
+    if run.is_file():
+        raise SrevalError(
+            f"{run} is a file; sreval zoo add takes the run folder of `sreval train` (its --out), which holds "
+            "run.yaml and final/generator.safetensors"
+        )
     path = run / "run.yaml"
     if not path.is_file():
         raise SrevalError(f"{run} has no run.yaml: not a finished `sreval train` run (resume it to the end first)")
-    summary = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        summary = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise SrevalError(f"{path} is damaged: it is not the YAML that `sreval train` writes ({error})") from None
     if not isinstance(summary, dict) or "recipe" not in summary:
         raise SrevalError(f"{path} is not a run summary written by `sreval train`")
     return summary
@@ -79,7 +86,7 @@ def add_run(run: str | Path, name: str, *, root: str | Path | None = None, overw
     recipe = summary["recipe"]
     arch_args = {"scale": recipe["scale"], **recipe["generator_args"]}
     model = create_model(recipe["generator"], **arch_args)
-    state = safetensors.torch.load_file(str(weights))
+    state = zoo.read_safetensors(weights)
     problems = zoo.state_dict_mismatch(model.state_dict(), state)
     if problems:
         raise SrevalError(f"{weights} does not fit {recipe['generator']}: {'; '.join(problems)}")

@@ -257,6 +257,67 @@ def _save_checkpoint(
     return final
 
 
+class _CheckpointReader:
+    """Reads one checkpoint folder back. Any file in it that cannot be read (truncated by a full disk, changed by
+    hand, replaced by something else) is a `SrevalError` naming the file and saying how to go on: delete the
+    folder to resume from the checkpoint before it, or start afresh. `optimizers.pt` is only ever read with
+    `weights_only=True`, so a tampered file is refused rather than run."""
+
+    def __init__(self, folder: Path, older: Path | None) -> None:
+        self.folder, self.older = folder, older
+
+    def damaged(self, name: str, reason: str) -> SrevalError:
+        if self.older is not None:
+            then = f"delete {self.folder} to resume from the older checkpoint {self.older.name}"
+        else:
+            then = f"delete {self.folder} to start this run again from step 0 (there is no older checkpoint)"
+        return SrevalError(
+            f"cannot resume: checkpoint file {self.folder / name} is damaged or unreadable ({reason}); {then}, "
+            "or start afresh with another --out"
+        )
+
+    def state(self) -> dict[str, Any]:
+        try:
+            state = json.loads((self.folder / "state.json").read_text(encoding="utf-8"))
+            if not isinstance(state, dict) or not {"step", "recipe", "wall_s"} <= state.keys():
+                raise ValueError("it lacks the step, recipe and wall_s that sreval writes")
+            state["step"], state["wall_s"] = int(state["step"]), float(state["wall_s"])
+        except OSError as error:
+            raise self.damaged("state.json", str(error.strerror or error)) from None
+        except (ValueError, TypeError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise self.damaged("state.json", f"not the JSON sreval writes: {error}") from None
+        return state
+
+    def tensors(self, name: str) -> dict[str, torch.Tensor]:
+        try:
+            return zoo.parse_safetensors((self.folder / name).read_bytes())
+        except OSError as error:
+            raise self.damaged(name, str(error.strerror or error)) from None
+        except ValueError as error:
+            raise self.damaged(name, str(error)) from None
+
+    def load_optimizers(self, targets: dict[str, Any]) -> None:
+        """Loads the saved states into the optimisers and schedulers of `targets` (None values are skipped)."""
+        name = "optimizers.pt"
+        wanted = [key for key, target in targets.items() if target is not None]
+        try:
+            # On the CPU: load_state_dict moves each state to its parameter's device. Any failure to read a
+            # CPU-only file of tensors and plain containers means the file is damaged; torch's own message is
+            # not passed on, since for a refused object it advises loading with weights_only=False.
+            saved = torch.load(self.folder / name, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch.load raises many types for damaged archives (zip, pickle, storage)
+            raise self.damaged(
+                name, f"torch cannot read it as tensors and plain values ({type(error).__name__})"
+            ) from None
+        if not isinstance(saved, dict) or not set(wanted) <= saved.keys():
+            raise self.damaged(name, f"it does not hold the states sreval writes ({', '.join(wanted)})")
+        try:
+            for key in wanted:
+                targets[key].load_state_dict(saved[key])
+        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as error:
+            raise self.damaged(name, f"its {key} state does not fit this run's recipe ({error})") from None
+
+
 # --- Logs ----------------------------------------------------------------------------------------------------
 
 
@@ -376,7 +437,7 @@ def _init_generator(generator: nn.Module, source: str) -> None:
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
             raise SrevalError(f"init_from {source}: no final/ or checkpoint generator in that run folder")
-        _load_into(generator, safetensors.torch.load_file(str(found)), f"init_from {found}")
+        _load_into(generator, zoo.read_safetensors(found), f"init_from {found}")
         return
     _load_into(generator, dict(zoo.load_state_dict(source)), f"init_from zoo model {source!r}")
 
@@ -422,7 +483,8 @@ def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
     checkpoints = checkpoint_dirs(out)
     if checkpoints:
         latest = checkpoints[-1]
-        state = json.loads((latest / "state.json").read_text())
+        reader = _CheckpointReader(latest, checkpoints[-2] if len(checkpoints) > 1 else None)
+        state = reader.state()
         if state["recipe"] != recipe.as_dict():
             changed = sorted(k for k in state["recipe"] if state["recipe"][k] != recipe.as_dict().get(k))
             raise SrevalError(
@@ -430,16 +492,10 @@ def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
                 "use another --out, or the same settings to resume"
             )
         step, wall_before = int(state["step"]), float(state["wall_s"])
-        _load_into(generator, safetensors.torch.load_file(str(latest / "generator.safetensors")), str(latest))
+        _load_into(generator, reader.tensors("generator.safetensors"), str(latest))
         if discriminator is not None:
-            disc_state = safetensors.torch.load_file(str(latest / "discriminator.safetensors"))
-            _load_into(discriminator, disc_state, str(latest))
-        saved = torch.load(latest / "optimizers.pt", map_location=device, weights_only=True)
-        opt_g.load_state_dict(saved["opt_g"])
-        sched_g.load_state_dict(saved["sched_g"])
-        if opt_d is not None and sched_d is not None:
-            opt_d.load_state_dict(saved["opt_d"])
-            sched_d.load_state_dict(saved["sched_d"])
+            _load_into(discriminator, reader.tensors("discriminator.safetensors"), str(latest))
+        reader.load_optimizers({"opt_g": opt_g, "sched_g": sched_g, "opt_d": opt_d, "sched_d": sched_d})
         log.info("resuming %s at step %d", out, step)
     elif recipe.init_from:
         _init_generator(generator, recipe.init_from)
