@@ -48,7 +48,7 @@ from torch import nn
 
 from sreval import __version__, assets
 from sreval.archs import create_model, model_names
-from sreval.errors import SrevalError
+from sreval.errors import SrevalError, shown
 from sreval.fileutil import atomic_open
 
 CONFIG = "config.yaml"
@@ -761,7 +761,7 @@ def _check_alpha(alpha: float) -> float:
     # Only [0, 1]: eq. 4 is defined there, and outside it the result is no longer "between" the two models
     # that its card and the perception–distortion sweep describe.
     if not isinstance(alpha, int | float) or isinstance(alpha, bool) or not (0.0 <= alpha <= 1.0):
-        raise SrevalError(f"alpha must be a number in [0, 1], got {alpha!r}")
+        raise SrevalError(f"alpha must be a number in [0, 1], got {shown(alpha)}")
     return float(alpha)
 
 
@@ -877,12 +877,12 @@ def alpha_sweep(
 ) -> list[str]:
     """One interpolated model per α (named `sweep_name(prefix, α)`), e.g. for the perception–distortion plane;
     returns the names in the order of `alphas`. Everything is checked before the first model is written."""
-    if not alphas:
+    if len(alphas) == 0:  # not `not alphas`: a numpy array of alphas has no truth value
         raise SrevalError("the sweep needs at least one alpha")
     checked = [_check_alpha(x) for x in alphas]
     names = [check_name(sweep_name(prefix, x)) for x in checked]
     if len(set(names)) != len(names):
-        raise SrevalError(f"alphas {list(alphas)} give duplicate names: {', '.join(names)}")
+        raise SrevalError(f"alphas {[float(a) for a in alphas]} give duplicate names: {', '.join(names)}")
     target = write_root(root)
     for name in names:
         _check_free(name, target, overwrite)

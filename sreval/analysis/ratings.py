@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sreval.errors import SrevalError
+from sreval.errors import SrevalError, shown
 
 #: Columns of the analysed table, in order.
 COLUMNS = ("rater", "stimulus", "method", "dataset", "image", "repetition", "score", "kind", "simulated")
@@ -60,7 +60,7 @@ def _bool_column(values: pd.Series, frame: pd.DataFrame) -> pd.Series:
     known = text.isin(["true", "false", "1", "0"])
     if not known.all():
         raise SrevalError(
-            f"ratings: 'simulated' must be true or false, not {values[~known].iloc[0]!r} ({_rows(~known, frame)})"
+            f"ratings: 'simulated' must be true or false, not {shown(values[~known].iloc[0])} ({_rows(~known, frame)})"
         )
     return text.isin(["true", "1"])
 
@@ -87,7 +87,9 @@ def validate_ratings(frame: pd.DataFrame, *, scale: tuple[float, float] | None =
     score = pd.to_numeric(frame["score"], errors="coerce").astype("float64")
     bad = pd.Series(~np.isfinite(score.to_numpy()), index=frame.index)
     if bad.any():
-        raise SrevalError(f"ratings: score must be a number, not {frame['score'][bad].iloc[0]!r} ({_rows(bad, frame)})")
+        raise SrevalError(
+            f"ratings: score must be a number, not {shown(frame['score'][bad].iloc[0])} ({_rows(bad, frame)})"
+        )
     if scale is not None:
         low, high = scale
         outside = (score < low) | (score > high)
@@ -103,7 +105,7 @@ def validate_ratings(frame: pd.DataFrame, *, scale: tuple[float, float] | None =
         not_count = ~(np.isfinite(repetition) & (repetition >= 1) & (repetition == np.floor(repetition)))
         if not_count.any():
             raise SrevalError(
-                f"ratings: repetition must be an integer ≥ 1, not {frame['repetition'][not_count].iloc[0]!r} "
+                f"ratings: repetition must be an integer ≥ 1, not {shown(frame['repetition'][not_count].iloc[0])} "
                 f"({_rows(not_count, frame)})"
             )
         out["repetition"] = repetition.astype("int64")
