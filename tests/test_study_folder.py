@@ -18,9 +18,11 @@ runs and the test cannot be flaky.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -321,3 +323,80 @@ def test_kill_after_rendering_before_the_database_row_does_not_block_a_rerun(tmp
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert rerun.returncode == 0, rerun.stderr
     assert_complete(tmp_path, "late")
+
+
+# --- what a create may and may not remove ------------------------------------------------------------------
+
+
+def test_folders_a_create_must_not_remove(tmp_path: Path, data_root: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
+    foreign = tmp_path / "blind"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with open_study_store(url) as store:
+        with pytest.raises(SrevalError, match="already exists and is not empty"):
+            build(store, tmp_path, data_root)
+        assert os.listdir(foreign) == ["notes.txt"]
+        # Unfinished, but by a create of another study or database: left alone, and the message says whose.
+        for marker in (
+            {"study": "blind", "database": "sqlite:///elsewhere.sqlite"},
+            {"study": "other", "database": url},
+        ):
+            (foreign / builder_module.UNFINISHED_MARKER).write_text(json.dumps(marker))
+            with pytest.raises(SrevalError, match=r"is an unfinished study .* not one of study 'blind'"):
+                build(store, tmp_path, data_root)
+            assert (foreign / "notes.txt").exists()
+    assert entries(tmp_path) == ["blind", "calibration"]
+
+
+def test_folders_of_a_running_create_stay(tmp_path: Path, data_root: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.sqlite'}"
+    running, stale = tmp_path / ".blind.partial-running", tmp_path / ".blind.partial-stale"
+    other = tmp_path / ".blinder.partial-stale"  # another study's: not this create's business
+    rendered = tmp_path / "late"  # renamed into place, not yet stored
+    for folder in (running, stale, other, rendered):
+        folder.mkdir()
+        (folder / "x.png").write_bytes(b"")
+    (rendered / builder_module.UNFINISHED_MARKER).write_text(json.dumps({"study": "late", "database": url}))
+    locks = [builder_module._lock(running), builder_module._lock(rendered)]  # as creates still running hold them
+    try:
+        with open_study_store(url) as store:
+            build(store, tmp_path, data_root)
+            with pytest.raises(SrevalError, match="late is being created by another process"):
+                build(store, tmp_path, data_root, name="late")
+        assert entries(tmp_path) == [".blind.partial-running", ".blinder.partial-stale", "blind", "calibration", "late"]
+        assert (rendered / "x.png").exists()
+    finally:
+        for lock in locks:
+            if lock is not None:
+                os.close(lock)
+
+
+def test_an_empty_dir_is_replaced_and_comes_back_after_a_failure(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "blind").mkdir()
+    with open_study_store(f"sqlite:///{tmp_path / 'study.sqlite'}") as store:
+        monkeypatch.setattr(StudyStore, "create_study", lambda self, draft: (_ for _ in ()).throw(SrevalError("boom")))
+        with pytest.raises(SrevalError, match="boom"):
+            build(store, tmp_path, data_root)
+        assert entries(tmp_path) == ["blind", "calibration"] and os.listdir(tmp_path / "blind") == []
+        monkeypatch.undo()
+        build(store, tmp_path, data_root)
+        assert len(os.listdir(tmp_path / "blind")) == N_TEST + N_GOLD + 4
+        assert modes(tmp_path / "blind") == (0o700, {0o600})
+
+
+def test_bad_calibration_images_fail_and_leave_nothing(tmp_path: Path, data_root: Path) -> None:
+    calibration = tmp_path / "calibration"
+    save_png(calibration / "a.png", np.zeros((3, 64, 3), np.uint8))
+    with open_study_store(f"sqlite:///{tmp_path / 'study.sqlite'}") as store:
+        kwargs: dict[str, Any] = {"data_root": data_root, "calibration_dir": calibration, "folder": tmp_path / "s"}
+        with pytest.raises(SrevalError, match=r"a\.png is smaller than 4x4 pixels"):
+            build_study(store, "s", "nn", "set5", images=["bird"], gold_images=0, calibration_images=1, **kwargs)
+        (calibration / "a.png").unlink()
+        shutil.copy(data_root / "Set5" / "HR" / "img_002_SRF_4_HR.png", calibration / "b.png")  # bird, 288x288
+        with pytest.raises(SrevalError, match=r"b\.png is one of the test images"):
+            build_study(store, "s", "nn,hr", "set5", images=["bird"], gold_images=1, calibration_images=1, **kwargs)
+        assert entries(tmp_path) == ["calibration"]
+        assert store.list_studies().empty
