@@ -272,8 +272,8 @@ class _CheckpointReader:
         else:
             then = f"delete {self.folder} to start this run again from step 0 (there is no older checkpoint)"
         return SrevalError(
-            f"cannot resume: checkpoint file {self.folder / name} is damaged or unreadable ({reason}); {then}, "
-            "or start afresh with another --out"
+            f"cannot resume: checkpoint file {self.folder / name} is damaged or unreadable: {reason}. To go on, "
+            f"{then}, or start afresh with another --out"
         )
 
     def state(self) -> dict[str, Any]:
