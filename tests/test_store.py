@@ -26,6 +26,7 @@ from sreval.store import (
     migrations,
     open_store,
 )
+from sreval.store.api import mask_url
 from sreval.store.models import Base
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -472,3 +473,26 @@ def test_silent_postgres_server_times_out(monkeypatch: pytest.MonkeyPatch) -> No
         with pytest.raises(SrevalError, match=f"127.0.0.1:{port}.*timeout"):
             open_store(f"postgresql+psycopg2://sreval@127.0.0.1:{port}/results")
     assert time.perf_counter() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://mos:hunter2@db.example.org/mos", "postgresql://mos:***@db.example.org/mos"),
+        ("postgresql+psycopg2://mos:hunter2@db.example.org:5433/mos", "postgresql+psycopg2://mos:***@db.example.org:5433/mos"),
+        ("postgresql://mos:hun@ter2@db.example.org/mos", "postgresql://mos:***@db.example.org/mos"),
+        ("postgresql://mos:hun:ter@2@db.example.org/mos", "postgresql://mos:***@db.example.org/mos"),
+        ("postgresql://mos:hun%40ter%3A2@db.example.org/mos", "postgresql://mos:***@db.example.org/mos"),
+        ("postgresql://mos:hun/ter?2@db.example.org/mos", "postgresql://mos:***@db.example.org/mos"),
+        ("postgresql://:hunter2@db.example.org/mos", "postgresql://:***@db.example.org/mos"),
+        ("postgresql://db.example.org/mos?user=mos&password=hunter2", "postgresql://db.example.org/mos?user=mos&password=***"),
+        ("postgresql://db.example.org/mos?PASSWORD=hunter2&sslmode=require", "postgresql://db.example.org/mos?PASSWORD=***&sslmode=require"),
+        ("postgresql://mos@db.example.org/mos?sslpassword=hunter2", "postgresql://mos@db.example.org/mos?sslpassword=***"),
+        ("sqlite:////home/a@b/results.sqlite", "sqlite:////home/a@b/results.sqlite"),
+        ("sqlite:///results.sqlite", "sqlite:///results.sqlite"),
+        ("postgresql://mos@db.example.org/mos", "postgresql://mos@db.example.org/mos"),
+    ],
+)  # fmt: skip
+def test_mask_url_hides_the_password_in_every_form(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+    assert "hunter2" not in mask_url(url) and "ter2" not in mask_url(url)
