@@ -94,12 +94,20 @@ class RunRecord:
     values: list[ValueRecord] = field(default_factory=list)
 
 
+#: The password of a URL's user part: everything between the user's ':' and the last '@' before the host, so
+#: that a password holding '@', ':', '/' or '?' (percent-encoded or not) is hidden whole.
+_URL_PASSWORD = re.compile(
+    r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:@/?#]*:)(?P<password>.*)(?P<tail>@[^@/?#]*(?:[/?#].*)?)$", re.S
+)
+#: Query parameters that carry a secret (libpq's `password` and `sslpassword`, and the usual others).
+_SECRET_PARAMETER = re.compile(r"(?i)([?&](?:password|passwd|pwd|pass|sslpassword|secret|token)=)[^&#]*")
+
+
 def mask_url(url: str) -> str:
-    """`url` with any password replaced by `***`, also when SQLAlchemy cannot parse it."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (SQLAlchemyError, ValueError):
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """`url` with every password replaced by `***`: in the user part (whatever characters it holds) and in
+    query parameters such as `?password=`. Safe to log and to show."""
+    masked = _URL_PASSWORD.sub(r"\g<head>***\g<tail>", url)
+    return _SECRET_PARAMETER.sub(r"\1***", masked)
 
 
 def _reason(exc: BaseException) -> str:
