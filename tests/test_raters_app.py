@@ -10,6 +10,7 @@ the database. `build_pilot` is also used by test_raters_browser.py.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shutil
 import time
@@ -21,7 +22,9 @@ import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
+from sreval.errors import SrevalError
 from sreval.imageio import save_png
 from sreval.study import SCORE_LABELS, StudyStore, hash_password, open_study_store
 from sreval.study.builder import build_study
@@ -359,3 +362,129 @@ def test_admin_progress_gold_export_invite_close(url: str, store: StudyStore) ->
     assert not [b for b in at.button if b.label in ("Close study", "Create links")]
     at = button(at, "Sign out").click().run()
     assert at.text_input[0].label == "Admin password" and not at.dataframe
+
+
+# --- broken stimuli, database errors -------------------------------------------------------------------------
+
+UNSHOWABLE = "This image cannot be shown. Please tell the organiser of the study."
+GENERIC = "The study cannot be reached just now"
+#: What must never reach a rater's page: server paths, the database, Python's error vocabulary.
+LEAKS = ("Traceback", "sqlite", "database", "locked", "Error", "/tmp", "/work", ".png", ".py")
+
+
+def private_stimuli(url: str, template: Path, target: Path) -> Path:
+    """A copy of the template's stimulus folder for one test (which may damage it), stored as the study's."""
+    folder = target / "stimuli"
+    shutil.copytree(template / "stimuli", folder)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE studies SET folder = :f"), {"f": str(folder)})
+    engine.dispose()
+    return folder
+
+
+def assert_nothing_leaks(at: AppTest) -> None:
+    assert not at.exception
+    page = texts(at)
+    for leak in LEAKS:
+        assert leak not in page, (leak, page)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "not an image", "a folder", "unreadable"])
+def test_a_stimulus_that_cannot_be_shown_gets_no_buttons_and_no_rating(
+    url: str, store: StudyStore, template: Path, tmp_path: Path, damage: str
+) -> None:
+    private_stimuli(url, template, tmp_path)
+    token = start(store, rated=N_CALIBRATION)
+    item = store.next_item(token)
+    assert item is not None
+    path = item.image_path
+    if damage == "deleted":
+        path.unlink()
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "not an image":
+        path.write_text("<html>not a picture</html>")
+    elif damage == "a folder":
+        path.unlink()
+        path.mkdir()
+    else:
+        path.chmod(0)
+        if os.access(path, os.R_OK):  # root reads anything: make it unreadable another way
+            path.chmod(0o600)
+            path.unlink()
+            path.symlink_to(path)  # a symlink loop: open() fails with ELOOP
+    before = ratings_table(url)
+    at = run_app(url, token=token)
+    assert UNSHOWABLE in texts(at) and not at.button
+    assert not [h for h in at.html if "sreval-stage" in h.value]
+    assert_nothing_leaks(at)
+    at = run_app(url, token=token)  # shown again (a reload): still nothing to click, reported once per session
+    assert not at.button and ratings_table(url) == before
+    problems = store.status(STUDY).problems
+    assert problems["stimulus"].tolist() == [item.stimulus] and problems["reports"].tolist() == [2]
+    assert problems["raters"].tolist() == [1] and str(path.name) in problems["problem"].iloc[0]
+
+
+def test_a_broken_anchor_image_is_reported_not_shown(
+    url: str, store: StudyStore, template: Path, tmp_path: Path
+) -> None:
+    folder = private_stimuli(url, template, tmp_path)
+    token = start(store)
+    for path in folder.rglob("*.png"):  # every calibration image gone
+        path.unlink()
+    at = run_app(url, token=token)
+    assert UNSHOWABLE in texts(at) and not [h for h in at.html if "sreval-stage" in h.value]
+    assert_nothing_leaks(at)
+    assert len(store.status(STUDY).problems) == 2  # the two anchors
+
+
+def lock_database(url: str) -> Any:
+    """Another connection holding SQLite's write lock (as a long writer would); `.close()` releases it."""
+    import sqlite3
+
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    return conn
+
+
+def test_database_errors_on_rater_pages_show_one_generic_sentence(
+    url: str, store: StudyStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("sreval.store.api.SQLITE_BUSY_TIMEOUT_S", 0.2)  # the app's store waits 0.2 s, not 30
+    consenting = start(store, consent=False)
+    rating = start(store, rated=N_CALIBRATION)
+    at_consent, at_rating = run_app(url, token=consenting), run_app(url, token=rating)
+    before = ratings_table(url)
+    lock = lock_database(url)
+    try:
+        at_consent = at_consent.checkbox(key="consent-agree").check().run()
+        at_consent = button(at_consent, "Start").click().run()
+        at_rating = answer(at_rating, 3)
+    finally:
+        lock.close()
+    for at in (at_consent, at_rating):
+        assert GENERIC in texts(at)
+        assert_nothing_leaks(at)
+    assert ratings_table(url) == before
+    assert "database is locked" in caplog.text  # the details are in the server's log
+
+    def unreachable(*_args: Any, **_kwargs: Any) -> None:
+        raise SrevalError(f"could not read a schedule in study database {url}: disk I/O error")
+
+    monkeypatch.setattr(StudyStore, "schedule", unreachable)  # the anchors page reads the rater's schedule
+    at = run_app(url, token=start(store))
+    assert GENERIC in texts(at)
+    assert_nothing_leaks(at)
+
+
+@pytest.mark.postgres
+def test_admin_caption_masks_the_database_password(pg_database_url: str, template: Path) -> None:
+    """A password with '@' and ':' (percent-encoded in the URL, as it must be): not on the admin page."""
+    url = make_url(pg_database_url).set(password="s3cr@t:pw").render_as_string(hide_password=False)
+    assert "s3cr%40t%3Apw" in url
+    with open_study_store(url) as store:
+        assert "s3cr" not in store.url
+    at = sign_in(url)
+    assert not at.exception and f"Database: {url.replace('s3cr%40t%3Apw', '***')}" in texts(at)
+    assert "s3cr" not in texts(at)
