@@ -728,6 +728,9 @@ def cmd_study_status(args: argparse.Namespace) -> int:
     print(f"\ngold failures: {len(status.gold_failures)} ({status.gold_rule})")
     if not status.gold_failures.empty:
         print(status.gold_failures.to_string(index=False))
+    if not status.problems.empty:
+        print(f"\nstimuli the rater app could not show (raters get no buttons for them): {len(status.problems)}")
+        print(status.problems.to_string(index=False))
     return 0
 
 
