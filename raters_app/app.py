@@ -8,6 +8,7 @@ Returning with the same link lands on the rater's next unrated item, because the
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -25,6 +26,23 @@ def page(render: Callable[[], None], title: str, url_path: str) -> st.Page:
     return st.Page(render, title=title, url_path=url_path, default=True)
 
 
+def rater(render: Callable[[], None], title: str, url_path: str) -> st.Page:
+    """A page for raters: a refusal the store explains to raters is shown as it is; any other failure of the
+    study's storage or files gets one generic sentence on the page and its details in the server's log."""
+
+    @functools.wraps(render)
+    def guarded() -> None:
+        try:
+            render()
+        except RequestRefused as exc:
+            st.warning(f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
+        except SrevalError as exc:
+            log.error("rater page %s failed: %s", url_path, exc)
+            st.error(common.UNAVAILABLE)
+
+    return page(guarded, title, url_path)
+
+
 def rater_page(token: str | None) -> st.Page:
     """The page for the rater of `token` (setting `common.Route` for it)."""
     common.set_route(None)
@@ -38,10 +56,10 @@ def rater_page(token: str | None) -> st.Page:
         return page(closed.render, "Study closed", "closed")
     if not view.consent_given:
         common.set_route(common.Route(token, view, None))
-        return page(consent.render, common.APP_TITLE, "consent")
+        return rater(consent.render, common.APP_TITLE, "consent")
     if calibration.feedback_pending(token):
         common.set_route(common.Route(token, view, None))
-        return page(calibration.render, "Calibration", "calibration")
+        return rater(calibration.render, "Calibration", "calibration")
     try:
         item = None if view.finished else store.next_item(token)
     except RequestRefused as exc:  # the study was closed since the view was read
@@ -50,10 +68,10 @@ def rater_page(token: str | None) -> st.Page:
         return page(invalid.render, "Invalid link", "invalid")
     common.set_route(common.Route(token, view, item))
     if item is None:
-        return page(thanks.render, "Thank you", "thanks")
+        return rater(thanks.render, "Thank you", "thanks")
     if item.phase == "calibration":
-        return page(calibration.render, "Calibration", "calibration")
-    return page(rating.render, common.APP_TITLE, "rate")
+        return rater(calibration.render, "Calibration", "calibration")
+    return rater(rating.render, common.APP_TITLE, "rate")
 
 
 def choose_page() -> st.Page:
@@ -62,7 +80,7 @@ def choose_page() -> st.Page:
     try:
         return rater_page(common.token())
     except SrevalError as exc:
-        log.error("study database error: %s", exc)
+        log.error("study database error: %s", exc)  # the rater sees only that the study is not available
         return page(unavailable.render, "Please try again later", "unavailable")
 
 

@@ -424,6 +424,9 @@ def test_a_stimulus_that_cannot_be_shown_gets_no_buttons_and_no_rating(
     problems = store.status(STUDY).problems
     assert problems["stimulus"].tolist() == [item.stimulus] and problems["reports"].tolist() == [2]
     assert problems["raters"].tolist() == [1] and str(path.name) in problems["problem"].iloc[0]
+    at = sign_in(url)  # the admin sees it
+    assert "1 stimulus file(s) could not be shown" in texts(at)
+    assert at.dataframe[-1].value["stimulus"].tolist() == [item.stimulus]
 
 
 def test_a_broken_anchor_image_is_reported_not_shown(

@@ -115,6 +115,15 @@ def _studies() -> None:
         st.write("None so far.")
     else:
         st.dataframe(status.gold_failures, hide_index=True)
+    st.subheader("Images that could not be shown")
+    if status.problems.empty:
+        st.write("None.")
+    else:
+        st.error(
+            f"{len(status.problems)} stimulus file(s) could not be shown: the raters who reached them cannot go on "
+            "until the file is restored in the study folder."
+        )
+        st.dataframe(status.problems, hide_index=True)
 
     st.subheader("Export")
     gold = st.checkbox("Include gold items", value=True, key="export-gold")

@@ -11,9 +11,11 @@ a deployment keeps its database password and admin hash out of the command line,
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +43,8 @@ log = logging.getLogger("sreval.raters_app")
 SCORE_BUTTONS: dict[int, str] = {score: f"{score} {label.capitalize()}" for score, label in SCORE_LABELS.items()}
 #: Page title shown in the browser tab (nothing about the study's content).
 APP_TITLE = "Image quality study"
+#: How long the page waits for the server to take an answer before asking the rater to answer again.
+ANSWER_TIMEOUT_MS = 10_000
 
 
 # --- configuration -------------------------------------------------------------------------------------------
@@ -112,25 +116,72 @@ def flash(message: str) -> None:
 
 
 def show_flash() -> None:
+    """The kept message, marked so that the page script knows the server answered (a refusal, not a loss)."""
     if message := st.session_state.pop("flash", None):
         st.warning(message)
+        st.html('<span data-sreval-refused="1" hidden></span>')
 
 
 # --- the stimulus at native resolution -------------------------------------------------------------------------
 
+#: Shown instead of an image whose file cannot be read or decoded (the details go to the log and the admin).
+UNSHOWABLE = "This image cannot be shown. Please tell the organiser of the study."
+#: Shown instead of anything the server knows about a failure (database errors, paths): it goes to the log.
+UNAVAILABLE = (
+    "The study cannot be reached just now. Nothing you answered is lost: please try again in a minute "
+    "(reload the page)."
+)
+#: Session key: the stimuli this session already reported as unshowable (one report per session and item).
+_REPORTED = "reported_problems"
+
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _png(path: str, mtime_ns: int) -> tuple[str, int, int]:
-    """The PNG at `path` as base64 text with its pixel size (cached per file version)."""
+def _png(path: str, mtime_ns: int, size: int) -> tuple[str, int, int]:
+    """The PNG at `path` as base64 text with its pixel size (cached per file version). Every pixel is decoded
+    first, so that a truncated or damaged file fails here rather than in the rater's browser."""
     data = Path(path).read_bytes()
-    with Image.open(path) as image:
+    with Image.open(io.BytesIO(data)) as image:
+        if image.format != "PNG":
+            raise ValueError(f"{path} is a {image.format} file, not a PNG")
+        image.load()
         width, height = image.size
     return base64.b64encode(data).decode("ascii"), width, height
 
 
+def _decoded(path: Path) -> tuple[str, int, int] | str:
+    """`_png` of the file, or what is wrong with it (for the log and the admin, never for the rater)."""
+    try:
+        info = path.stat()
+        return _png(str(path), info.st_mtime_ns, info.st_size)
+    except FileNotFoundError:
+        return f"{path} is missing"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # PIL raises all of these
+        return f"{path} cannot be read as a PNG: {' '.join(str(exc).split()) or type(exc).__name__}"
+
+
+def _report(token_: str, stimulus: str, problem: str) -> None:
+    """Tell the admin (once per session and item) that `stimulus` could not be shown to this rater."""
+    log.error("cannot show stimulus %s: %s", stimulus, problem)
+    reported = set(st.session_state.get(_REPORTED, set()))
+    if stimulus in reported:
+        return
+    try:
+        store().report_problem(token_, stimulus, problem)
+    except SrevalError as exc:
+        log.error("could not record that stimulus %s cannot be shown: %s", stimulus, exc)
+        return
+    st.session_state[_REPORTED] = reported | {stimulus}
+
+
 # Installed once per browser page (scripts of st.html run again whenever their element is redrawn):
-# * keys 1..5 click the button with that score's text (so a key press goes through exactly the same path as a
+# * the answer buttons of an item are hidden until its image is decoded and drawn (`data-loaded`), and keys
+#   1..5 click the visible button with that score's text (so a key press goes through exactly the same path as a
 #   click), once per drawn item, ignoring held keys, modifier combinations and typing in inputs;
+# * an answer that does not reach the server is never lost silently. After an answer, the page must be redrawn
+#   with another item (or another page). If the same item is drawn again instead without the server saying
+#   why (a server restarted while the page stayed open has dropped the click), or nothing comes back within
+#   ANSWER_TIMEOUT_MS, or a key is pressed while Streamlit has the buttons disabled (the connection is down),
+#   a banner asks the rater to answer again, and keys work again at once;
 # * every stimulus is sized to its pixel size divided by devicePixelRatio, so that one image pixel is one
 #   screen pixel whatever the display density or browser zoom, and the too-small warning is shown when the
 #   image does not fit the window at that size (it is never scaled down).
@@ -138,22 +189,74 @@ _SCRIPT = """
 <script>
 (() => {
   const labels = __LABELS__;
+  const texts = new Set(Object.values(labels));
   if (!window.__srevalRater) {
     window.__srevalRater = true;
-    let answered = null;
+    let answered = null;  // the render whose answer was sent
+    let pending = null;  // {item, render, timer} of the answer sent and not yet confirmed by a redraw
+    const stage = () => document.querySelector(".sreval-stage[data-item]");
+    const banner = () => {
+      let node = document.getElementById("sreval-not-saved");
+      if (!node) {
+        node = document.createElement("div");
+        node.id = "sreval-not-saved";
+        node.setAttribute("role", "alert");
+        node.style.cssText = "display:none;position:fixed;bottom:0;left:0;right:0;z-index:1000002;"
+          + "padding:.8rem 1rem;background:#f8d7da;color:#58151c;border-top:1px solid #f1aeb5;font-weight:600";
+        document.body.appendChild(node);
+      }
+      return node;
+    };
+    const notSaved = (text) => {
+      if (pending) clearTimeout(pending.timer);
+      pending = null;
+      answered = null;
+      const node = banner();
+      node.textContent = text;
+      node.style.display = "block";
+    };
+    const sent = () => {
+      const current = stage();
+      if (!current) return;
+      if (pending) clearTimeout(pending.timer);
+      answered = current.dataset.render;
+      banner().style.display = "none";
+      pending = {item: current.dataset.item, render: current.dataset.render, timer: setTimeout(
+        () => notSaved("Your answer did not reach the study server. Please answer again."), __TIMEOUT__)};
+    };
+    const settle = () => {
+      if (!pending) return;
+      const current = stage();
+      if (current && current.dataset.render === pending.render) return;  // not redrawn yet
+      clearTimeout(pending.timer);
+      const refused = document.querySelector("[data-sreval-refused]");
+      if (current && current.dataset.item === pending.item && !refused) {
+        notSaved("Your answer was not saved. Please answer again.");
+      } else {
+        pending = null;
+      }
+    };
+    document.addEventListener("click", (event) => {
+      const button = event.target instanceof Element ? event.target.closest("button") : null;
+      if (button && texts.has(button.innerText.trim())) sent();
+    }, true);
     document.addEventListener("keydown", (event) => {
       if (event.repeat || event.ctrlKey || event.altKey || event.metaKey || !(event.key in labels)) return;
       const target = event.target;
       const typing = target instanceof HTMLElement
         && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
       if (typing) return;
-      const stage = document.querySelector(".sreval-stage");
-      if (!stage || stage.dataset.render === answered) return;
+      const current = stage();
+      if (!current || current.dataset.loaded !== "yes" || current.dataset.render === answered) return;
       const button = Array.from(document.querySelectorAll("button"))
-        .find((b) => b.innerText.trim() === labels[event.key]);
-      if (!button || button.disabled) return;
+        .find((b) => b.innerText.trim() === labels[event.key] && b.checkVisibility());
+      if (!button) return;
       event.preventDefault();
-      answered = stage.dataset.render;
+      if (button.disabled) {
+        notSaved("The connection to the study server is interrupted: your answer was not sent. "
+          + "Please wait a moment and answer again.");
+        return;
+      }
       button.click();
     });
     window.__srevalFit = () => {
@@ -161,6 +264,8 @@ _SCRIPT = """
       for (const stage of document.querySelectorAll(".sreval-stage")) {
         const img = stage.querySelector("img");
         if (!img) continue;
+        if (img.complete && img.naturalWidth > 0) stage.dataset.loaded = "yes";
+        else img.addEventListener("load", () => window.__srevalFit(), {once: true});
         const width = Number(img.dataset.width) / ratio, height = Number(img.dataset.height) / ratio;
         img.style.width = `${width}px`;
         img.style.height = `${height}px`;
@@ -170,6 +275,7 @@ _SCRIPT = """
         const warning = stage.querySelector(".sreval-too-small");
         if (warning) warning.style.display = small ? "block" : "none";
       }
+      settle();
     };
     window.addEventListener("resize", () => window.__srevalFit());
     new MutationObserver(() => window.__srevalFit()).observe(document.body, {childList: true, subtree: true});
@@ -177,10 +283,21 @@ _SCRIPT = """
   window.__srevalFit();
 })();
 </script>
-""".replace("__LABELS__", json.dumps({str(score): text for score, text in SCORE_BUTTONS.items()}))
+""".replace("__LABELS__", json.dumps({str(score): text for score, text in SCORE_BUTTONS.items()})).replace(
+    "__TIMEOUT__", str(ANSWER_TIMEOUT_MS)
+)
+
+# The answer buttons of item ITEM (keys `score-S-ITEM`, which Streamlit turns into the CSS class st-key-score-S-ITEM)
+# are visible only while the stage of that item shows its decoded image.
+_GATE = """
+<style>
+[class*="st-key-score-"] {{ visibility: hidden; }}
+body:has(.sreval-stage[data-item="{item}"][data-loaded="yes"]) :is({buttons}) {{ visibility: visible; }}
+</style>
+"""
 
 _STAGE = """
-<div class="sreval-stage" data-render="{render}" data-fits="unknown">
+<div class="sreval-stage" {item} data-render="{render}" data-fits="unknown">
   <div class="sreval-too-small" role="alert" style="display:none;position:fixed;top:0;left:0;right:0;
     z-index:1000001;padding:.6rem 1rem;background:#fff3cd;color:#664d03;border-bottom:1px solid #ffe69c">
     Your browser window is too small to show this image at its true size ({width} × {height} pixels).
@@ -195,20 +312,36 @@ _STAGE = """
 """
 
 
-def stimulus_html(path: Path, render: str) -> str:
-    """HTML showing the PNG at `path` pixel for pixel, embedded as a data URI (no file name or path reaches
-    the browser; the alt text is neutral), with the too-small warning and the page script."""
-    data, width, height = _png(str(path), path.stat().st_mtime_ns)
-    return _STAGE.format(render=render, data=data, width=width, height=height) + _SCRIPT
+def _stage_html(decoded: tuple[str, int, int], render: str, item: int | None) -> str:
+    """HTML showing a decoded PNG pixel for pixel, embedded as a data URI (no file name or path reaches the
+    browser; the alt text is neutral), with the too-small warning and the page script; for a rated `item`
+    (its schedule position) also the rule that shows its answer buttons once the image is drawn."""
+    data, width, height = decoded
+    html = _STAGE.format(item=f'data-item="{item}"' if item is not None else "", render=render, data=data,
+                         width=width, height=height)  # fmt: skip
+    if item is not None:
+        buttons = ", ".join(f".st-key-score-{score}-{item}" for score in SCORE_BUTTONS)
+        html = _GATE.format(item=item, buttons=buttons) + html
+    return html + _SCRIPT
 
 
-def show_stimulus(path: Path, render: str) -> None:
-    st.html(stimulus_html(path, render), unsafe_allow_javascript=True)
+def _render_id(name: str) -> str:
+    """A new id for each drawing of a stimulus (also across server restarts), so the page script can tell a
+    redraw from the drawing it answered."""
+    return f"{name}-{secrets.token_hex(4)}"
 
 
-def show_image(token_: str, stimulus: str, render: str) -> None:
-    """Show one of the rater's own stimuli (anchors, feedback): the store checks it is in their schedule."""
-    show_stimulus(store().image_path(token_, stimulus), render)
+def show_image(token_: str, stimulus: str, name: str) -> bool:
+    """Show one of the rater's own stimuli without answer buttons (anchors, feedback); the store checks it is
+    in their schedule. A file that cannot be shown gets the neutral message and is reported; returns whether
+    the image was shown."""
+    decoded = _decoded(store().image_path(token_, stimulus))
+    if isinstance(decoded, str):
+        st.warning(UNSHOWABLE)
+        _report(token_, stimulus, decoded)
+        return False
+    st.html(_stage_html(decoded, _render_id(name), None), unsafe_allow_javascript=True)
+    return True
 
 
 # --- the rating widget -----------------------------------------------------------------------------------------
@@ -238,7 +371,7 @@ def _answer(token_: str, item: Item, score: int, on_recorded: OnRecorded | None)
         return
     except SrevalError as exc:
         log.error("could not store a rating: %s", exc)
-        flash("Your answer could not be saved just now. Please answer again.")
+        flash(f"Your answer was not saved. {UNAVAILABLE}")
         return
     st.session_state.pop("shown", None)
     if on_recorded is not None and result.status == "recorded":
@@ -247,13 +380,19 @@ def _answer(token_: str, item: Item, score: int, on_recorded: OnRecorded | None)
 
 def rating_widget(token_: str, item: Item, on_recorded: OnRecorded | None = None) -> None:
     """The five answer buttons and the item's image at native resolution; starts the response clock the first
-    time the item is drawn (a redraw of the same item keeps the first time)."""
+    time the item is drawn (a redraw of the same item keeps the first time).
+
+    The image is decoded before anything is drawn: when its file cannot be shown, the rater gets the neutral
+    message and no buttons (so no answer can be given for an image nobody saw), and the admin a report."""
+    decoded = _decoded(item.image_path)
+    if isinstance(decoded, str):
+        st.warning(UNSHOWABLE)
+        _report(token_, item.stimulus, decoded)
+        return
     key = _item_key(token_, item)
     shown = st.session_state.get("shown")
     if not (isinstance(shown, tuple) and shown[0] == key):
         st.session_state["shown"] = (key, time.monotonic())
-    renders = int(st.session_state.get("renders", 0)) + 1
-    st.session_state["renders"] = renders
 
     with st.container(horizontal=True, gap="small"):
         for score, text in SCORE_BUTTONS.items():
@@ -264,4 +403,4 @@ def rating_widget(token_: str, item: Item, on_recorded: OnRecorded | None = None
                 args=(token_, item, score, on_recorded),
             )
     st.caption("Press a key from 1 to 5, or click a button.")
-    show_stimulus(item.image_path, f"{item.position}-{renders}")
+    st.html(_stage_html(decoded, _render_id(str(item.position)), item.position), unsafe_allow_javascript=True)

@@ -3,11 +3,15 @@ the rater agrees (the store refuses ratings without consent)."""
 
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
 from mos_pages import common
 from sreval.errors import SrevalError
 from sreval.study import RequestRefused
+
+log = logging.getLogger("sreval.raters_app")
 
 INSTRUCTIONS = """
 You will see images one at a time and rate the **quality** of each one on a five-point scale:
@@ -40,8 +44,11 @@ published in anonymous form. Taking part is voluntary; you may stop at any time 
 def _agree(token: str) -> None:
     try:
         common.store().give_consent(token)
-    except (RequestRefused, SrevalError) as exc:
-        common.flash(f"Your consent could not be recorded: {exc}. Please try again.")
+    except RequestRefused as exc:
+        common.flash(f"Your consent could not be recorded: {exc}.")
+    except SrevalError as exc:
+        log.error("could not record consent: %s", exc)
+        common.flash(f"Your consent could not be recorded. {common.UNAVAILABLE}")
 
 
 def render() -> None:

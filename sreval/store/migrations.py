@@ -170,8 +170,26 @@ def _v3_studies(conn: Connection) -> None:
     meta.create_all(conn)
 
 
+def _v4_problems(conn: Connection) -> None:
+    """Version 4: `study_problems`, the stimuli the rater app could not show (the referenced tables are only
+    named here, as stubs: they exist since version 3)."""
+    meta = MetaData()
+    Table("study_raters", meta, Column("id", Integer, primary_key=True))
+    Table("study_stimuli", meta, Column("id", Integer, primary_key=True))
+    problems = Table(
+        "study_problems",
+        meta,
+        Column("id", Integer, primary_key=True),
+        Column("rater_id", Integer, ForeignKey("study_raters.id", ondelete="CASCADE"), nullable=False),
+        Column("stimulus_id", Integer, ForeignKey("study_stimuli.id"), nullable=False),
+        Column("problem", String(500), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+    )
+    problems.create(conn)
+
+
 #: Upgrade steps in order; `MIGRATIONS[i]` takes a database from version i + 1 to version i + 2.
-MIGRATIONS: list[Migration] = [_v2_metric_cache, _v3_studies]
+MIGRATIONS: list[Migration] = [_v2_metric_cache, _v3_studies, _v4_problems]
 
 
 def latest_version() -> int:

@@ -318,3 +318,18 @@ class Rating(Base):
     response_ms: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     simulated: Mapped[bool] = mapped_column(Boolean)
+
+
+class Problem(Base):
+    """A stimulus the rater app could not show to a rater (its file missing, unreadable or not a whole PNG), as
+    the app reported it. The rater gets no answer buttons for it, so nothing is rated while it lasts; the admin
+    sees every report in the study's status."""
+
+    __tablename__ = "study_problems"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("study_raters.id", ondelete="CASCADE"))
+    stimulus_id: Mapped[int] = mapped_column(ForeignKey("study_stimuli.id"))
+    #: What went wrong, for the admin (it may name server paths: never shown to raters).
+    problem: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -10,8 +10,8 @@ rater's token from their link and never return anything that names a method or a
     store.submit(token, item.stimulus, item.repetition, score, response_ms)
 
 Admin calls take the study name: `invite`, `status`, `export`, `close_study`, `list_studies`, `study`, `stimuli`,
-`schedule`. Studies are created with `sreval.study.builder.build_study`, which renders the stimulus files and
-then calls `create_study`.
+`schedule`. The app also reports the stimuli it cannot show (`report_problem`). Studies are created with
+`sreval.study.builder.build_study`, which renders the stimulus files and then calls `create_study`.
 
 Integrity rules, enforced here and by the database itself (CHECK, UNIQUE and foreign-key constraints):
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,6 +53,7 @@ from sreval.store import migrations
 from sreval.store.api import _reason, create_store_engine, mask_url
 from sreval.store.models import (
     STIMULUS_KINDS,
+    Problem,
     Rater,
     Rating,
     ScheduleItem,
@@ -84,6 +86,7 @@ _INVALID_LINK = "this link is not valid; use the link you were sent"
 _CLOSED = "this study is closed; thank you for your interest"
 _NO_CONSENT = "please give your consent before rating"
 _MAX_INVITES = 10_000
+_MAX_PROBLEM = 500
 
 
 class Refusal(StrEnum):
@@ -219,6 +222,9 @@ class StudyStatus:
     methods: pd.DataFrame
     #: One row per failed gold rating: rater, stimulus, kind, dataset, image, repetition, score, expected.
     gold_failures: pd.DataFrame
+    #: One row per stimulus the app could not show (`StudyStore.report_problem`): stimulus, kind, method,
+    #: dataset, image, problem (the latest report), reports, raters, first_at, last_at.
+    problems: pd.DataFrame
     gold_rule: str = GOLD_RULE
 
 
@@ -283,8 +289,10 @@ def check_study_name(name: str) -> str:
 
 def _inside(folder: Path, relative: str) -> Path:
     """The stimulus file `relative` of a study folder, refusing anything that would leave the folder."""
-    base = folder.resolve()
-    path = (base / relative).resolve()
+    # realpath, not Path.resolve: a symlink loop in the folder must make the file unreadable (reported when it is
+    # shown), not raise here.
+    base = Path(os.path.realpath(folder))
+    path = Path(os.path.realpath(base / relative))
     if not path.is_relative_to(base) or path == base:
         raise SrevalError(f"stimulus path {relative!r} leaves the study folder {base}; the database was altered")
     return path
@@ -535,7 +543,8 @@ class StudyStore:
         return int(seed)
 
     def status(self, study: str, *, include_simulated: bool = False) -> StudyStatus:
-        """Progress per rater and per method, and every failed gold item (`GOLD_RULE`).
+        """Progress per rater and per method, every failed gold item (`GOLD_RULE`), and the stimuli the app
+        could not show.
 
         Simulated raters and their ratings are left out of all three tables unless `include_simulated`.
         """
@@ -544,6 +553,7 @@ class StudyStore:
             info = self._info(conn, row)
             items = _items_frame(conn, row.id)
             raters = _raters_frame(conn, row.id)
+            problems = _problems_frame(conn, row.id)
         if not include_simulated:
             items = items[~items["simulated"]]
             raters = raters[~raters["simulated"]]
@@ -578,6 +588,7 @@ class StudyStore:
             raters=per_rater.reset_index(),
             methods=per_method.reset_index(),
             gold_failures=failed[columns].reset_index(drop=True),
+            problems=problems,
         )
 
     def export(
@@ -680,6 +691,26 @@ class StudyStore:
         if path is None:
             raise _refuse(Refusal.UNKNOWN_STIMULUS, "this image is not part of your study")
         return _inside(Path(rater.folder), path)
+
+    def report_problem(self, token: str, stimulus: str, problem: str) -> None:
+        """Record that `stimulus` (of this rater's schedule) could not be shown to the rater: `problem` says why,
+        for the admin (`status`). The app offers no answer for such an item, so nothing gets rated."""
+        key = _token_key(token)
+        with self._errors("record a problem"), self._write.begin() as conn:
+            rater = self._open_rater(conn, key)
+            stimulus_id = conn.execute(
+                select(Stimulus.id)
+                .join(ScheduleItem, ScheduleItem.stimulus_id == Stimulus.id)
+                .where(ScheduleItem.rater_id == rater.id, Stimulus.public_id == _public_id(stimulus))
+                .limit(1)
+            ).scalar_one_or_none()
+            if stimulus_id is None:
+                raise _refuse(Refusal.UNKNOWN_STIMULUS, "this image is not part of your study")
+            text = " ".join(str(problem).split())[:_MAX_PROBLEM] or "unknown problem"
+            conn.execute(
+                insert(Problem).values(rater_id=rater.id, stimulus_id=stimulus_id, problem=text, created_at=_now())
+            )
+        log.warning("study %s, rater %s: stimulus %s cannot be shown: %s", rater.study, rater.public_id, stimulus, text)
 
     def submit(
         self, token: str, stimulus: str, repetition: int, score: int, response_ms: float | None = None
@@ -1038,6 +1069,40 @@ def _items_frame(conn: Connection, study_id: int) -> pd.DataFrame:
     return frame.astype(
         {"simulated": "bool", "expected": "Int64", "score": "Int64", "response_ms": "Int64", "repetition": "int64"}
     )
+
+
+def _problems_frame(conn: Connection, study_id: int) -> pd.DataFrame:
+    """The problems reported for a study, one row per stimulus (see `StudyStatus.problems`)."""
+    query = (
+        select(
+            Stimulus.public_id,
+            Stimulus.kind,
+            StudyMethod.name,
+            StudyImage.dataset,
+            StudyImage.name,
+            Problem.problem,
+            Problem.rater_id,
+            Problem.created_at,
+        )
+        .join(Stimulus, Stimulus.id == Problem.stimulus_id)
+        .join(StudyImage, StudyImage.id == Stimulus.image_id)
+        .outerjoin(StudyMethod, StudyMethod.id == Stimulus.method_id)
+        .where(Stimulus.study_id == study_id)
+        .order_by(Problem.id)
+    )
+    reports = pd.DataFrame(
+        [tuple(r) for r in conn.execute(query)],
+        columns=["stimulus", "kind", "method", "dataset", "image", "problem", "rater", "created_at"],
+    )
+    reports["method"] = [_method_label(k, m) for k, m in zip(reports["kind"], reports["method"], strict=True)]
+    reports["created_at"] = pd.to_datetime(reports["created_at"], utc=True)
+    grouped = reports.groupby("stimulus", sort=False)
+    frame = grouped[["kind", "method", "dataset", "image", "problem"]].last()
+    frame["reports"] = grouped.size()
+    frame["raters"] = grouped["rater"].nunique()
+    frame["first_at"] = grouped["created_at"].min()
+    frame["last_at"] = grouped["created_at"].max()
+    return frame.reset_index().astype({"reports": "int64", "raters": "int64"})
 
 
 def _raters_frame(conn: Connection, study_id: int) -> pd.DataFrame:
