@@ -32,8 +32,11 @@ def rater(render: Callable[[], None], title: str, url_path: str) -> st.Page:
 
     @functools.wraps(render)
     def guarded() -> None:
+        this_run = common.new_page_id(url_path)
         try:
             render()
+            # Drawn last: tells the page script that this whole page has arrived (see common._SCRIPT).
+            st.html(f'<span data-sreval-page="{this_run}" hidden></span>')
         except RequestRefused as exc:
             st.warning(f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
         except SrevalError as exc:

@@ -119,9 +119,14 @@ def texts(at: AppTest) -> str:
     return "\n".join(parts)
 
 
+def stages(at: AppTest) -> list[str]:
+    """The HTML of every stimulus shown on the page (other HTML elements carry no image)."""
+    return [h.value for h in at.html if "sreval-stage" in h.value]
+
+
 def shown_image(at: AppTest) -> tuple[bytes, str]:
     """The PNG bytes of the one stimulus on the page, and its HTML."""
-    (html,) = [h.value for h in at.html if "sreval-stage" in h.value]
+    (html,) = stages(at)
     match = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
     assert match is not None
     return base64.b64decode(match[1]), html
@@ -151,7 +156,7 @@ def test_invalid_link(url: str, token: str | None) -> None:
     at = run_app(url) if token is None else run_app(url, token=token)
     assert not at.exception
     assert at.title[0].value == "This link is not valid"
-    assert not at.button and not at.html
+    assert not at.button and not stages(at)
 
 
 def test_consent_then_anchors(url: str, store: StudyStore) -> None:
@@ -159,7 +164,7 @@ def test_consent_then_anchors(url: str, store: StudyStore) -> None:
     at = run_app(url, token=token)
     assert at.title[0].value == "Image quality study"
     assert "Excellent" in texts(at) and f"There are **{PER_RATER}** images" in texts(at)
-    assert button(at, "Start").disabled and not at.html  # no image before consent
+    assert button(at, "Start").disabled and not stages(at)  # no image before consent
     view = store.rater_for_token(token)
     assert view is not None and not view.consent_given
 
@@ -170,7 +175,7 @@ def test_consent_then_anchors(url: str, store: StudyStore) -> None:
     # The anchors: a 5 and a 1 of the same calibration image, from the rater's own calibration items.
     assert [s.value for s in at.subheader] == ["This is an example of 5 – Excellent", "This is an example of 1 – Bad"]
     stimuli = store.stimuli(STUDY).set_index("public_id")
-    shown = [base64.b64decode(re.findall(r"base64,([A-Za-z0-9+/=]+)", h.value)[0]) for h in at.html]
+    shown = [base64.b64decode(re.findall(r"base64,([A-Za-z0-9+/=]+)", h)[0]) for h in stages(at)]
     files = {Path(row.path).read_bytes(): (row.kind, row.image) for row in stimuli.itertuples()}
     (kind5, image5), (kind1, image1) = files[shown[0]], files[shown[1]]
     assert (kind5, kind1) == ("calibration_hr", "calibration_nn") and image5 == image1
@@ -240,7 +245,7 @@ def test_resume_finish_and_finished_rater(url: str, store: StudyStore) -> None:
     for i in range(3, N_TEST_PHASE):
         assert at.progress[0].text == f"Image {i + 1} of {N_TEST_PHASE}"
         at = answer(at, 1 + i % 5)
-    assert at.title[0].value == "Thank you!" and not at.button and not at.html
+    assert at.title[0].value == "Thank you!" and not at.button and not stages(at)
     view = store.rater_for_token(token)
     assert view is not None and view.finished and view.done == PER_RATER
     before = ratings_table(url)
@@ -258,11 +263,11 @@ def test_closed_study(url: str, store: StudyStore) -> None:
     store.close_study(STUDY)
     before = ratings_table(url)
     at = answer(at, 3)  # the page was open when the study closed: the answer is refused
-    assert at.title[0].value == "This study is closed" and not at.button and not at.html
+    assert at.title[0].value == "This study is closed" and not at.button and not stages(at)
     assert ratings_table(url) == before
     for link in (token, never_started):
         at = run_app(url, token=link)
-        assert at.title[0].value == "This study is closed" and not at.button and not at.html
+        assert at.title[0].value == "This study is closed" and not at.button and not stages(at)
     assert ratings_table(url) == before
 
 
@@ -417,7 +422,7 @@ def test_a_stimulus_that_cannot_be_shown_gets_no_buttons_and_no_rating(
     before = ratings_table(url)
     at = run_app(url, token=token)
     assert UNSHOWABLE in texts(at) and not at.button
-    assert not [h for h in at.html if "sreval-stage" in h.value]
+    assert not stages(at)
     assert_nothing_leaks(at)
     at = run_app(url, token=token)  # shown again (a reload): still nothing to click, reported once per session
     assert not at.button and ratings_table(url) == before
@@ -437,7 +442,7 @@ def test_a_broken_anchor_image_is_reported_not_shown(
     for path in folder.rglob("*.png"):  # every calibration image gone
         path.unlink()
     at = run_app(url, token=token)
-    assert UNSHOWABLE in texts(at) and not [h for h in at.html if "sreval-stage" in h.value]
+    assert UNSHOWABLE in texts(at) and not stages(at)
     assert_nothing_leaks(at)
     assert len(store.status(STUDY).problems) == 2  # the two anchors
 

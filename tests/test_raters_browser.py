@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,13 +38,18 @@ from sqlalchemy import create_engine, text
 from test_raters_app import (
     ADMIN_HASH,
     BUTTONS,
+    LEAKS,
     N_CALIBRATION,
     N_TEST_PHASE,
     PASSWORD,
     PER_RATER,
     STUDY,
+    UNSHOWABLE,
     build_pilot,
     copy_database,
+    private_stimuli,
+    ratings_table,
+    start,
 )
 
 from sreval.imageio import save_png
@@ -81,21 +87,23 @@ def free_port() -> int:
 class AppServer:
     """`streamlit run raters_app/app.py` on a local port, on the database `url`; can be killed and restarted."""
 
-    def __init__(self, url: str, log: Path) -> None:
+    def __init__(self, url: str, log: Path, script: Path = APP, cwd: Path = ROOT) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/"
         self.log = log
         self.env = {**os.environ, "SREVAL_DB": url, "SREVAL_ADMIN_HASH": ADMIN_HASH}
+        self.script, self.cwd = script, cwd
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        """`streamlit run` with only the address, the port and no file watcher: everything else comes from the
+        app's own `.streamlit/config.toml`, as in a deployment that follows the README."""
         command = [
-            sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-            "--server.address", "127.0.0.1", "--server.port", str(self.port), "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal",
+            sys.executable, "-m", "streamlit", "run", str(self.script), "--server.address", "127.0.0.1",
+            "--server.port", str(self.port), "--server.fileWatcherType", "none",
         ]  # fmt: skip
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -269,6 +277,135 @@ def test_rate_in_the_browser_resume_after_server_kill_and_export(browser: Any, s
     assert tuple(exported[0]) == EXPORT_COLUMNS and len(exported) == PER_RATER
     assert [int(r["score"]) for r in exported] == intended
     page.close()
+
+
+def rater_at_test_phase(url: str, base: str) -> tuple[str, str]:
+    """A new rater who has consented and answered the calibration (through the store): token and link."""
+    with open_study_store(url) as store:
+        token = start(store, rated=N_CALIBRATION)
+    return token, invite_link(base, token)
+
+
+def rated(url: str, token: str) -> int:
+    with open_study_store(url) as store:
+        view = store.rater_for_token(token)
+    assert view is not None
+    return view.done
+
+
+def open_page(browser: Any, link: str) -> Any:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(link)
+    return page
+
+
+def test_an_image_that_cannot_be_shown_takes_no_answer(
+    browser: Any, server: AppServer, template: Path, tmp_path: Path
+) -> None:
+    url = server.env["SREVAL_DB"]
+    private_stimuli(url, template, tmp_path)
+    token, link = rater_at_test_phase(url, server.base)
+    with open_study_store(url) as store:
+        item = store.next_item(token)
+    assert item is not None
+    item.image_path.unlink()  # the scheduled stimulus file is gone
+    before = ratings_table(url)
+    page = open_page(browser, link)
+    page.get_by_text(UNSHOWABLE).wait_for()
+    for key in "12345":
+        page.keyboard.press(key)
+    for label in BUTTONS:  # no answer button exists, visible or not
+        assert page.get_by_role("button", name=label).count() == 0
+        assert page.get_by_text(label, exact=True).count() == 0
+    page.mouse.click(200, 200)
+    time.sleep(1.5)
+    assert ratings_table(url) == before
+    body = page.inner_text("body")
+    for leak in (*LEAKS, item.image_path.name, "cannot be read"):
+        assert leak not in body, leak
+    page.close()
+
+
+def wait_until(condition: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+#: True when the page shows the item at schedule position `arg`, its image drawn, as a whole page (the page's
+#: closing marker is the one of the run that drew the stage) and connected (the buttons are enabled).
+SETTLED = """position => {
+  const stage = document.querySelector(`.sreval-stage[data-item="${position}"][data-loaded="yes"]`);
+  const markers = document.querySelectorAll("[data-sreval-page]");
+  const buttons = Array.from(document.querySelectorAll("button")).filter((b) => /^[1-5] /.test(b.innerText));
+  return Boolean(stage) && markers.length > 0 && markers[markers.length - 1].dataset.srevalPage === stage.dataset.page
+    && buttons.length === 5 && buttons.every((b) => !b.disabled && b.checkVisibility());
+}"""
+
+
+def test_no_answer_is_dropped_silently_when_the_server_restarts(browser: Any, server: AppServer) -> None:
+    """The app server is SIGKILLed and restarted while the rater's page stays open; the rater answers at once,
+    by key and by click. Each answer is stored, or the page says it was not; then, as soon as the page is
+    connected again, the first key press answers."""
+    url = server.env["SREVAL_DB"]
+    token, link = rater_at_test_phase(url, server.base)
+    page = open_page(browser, link)
+    banner = page.locator("#sreval-not-saved")
+    outcomes = []
+    for how in ["key", "click", "key", "click", "key", "click"]:
+        done = rated(url, token)
+        page.wait_for_function(SETTLED, arg=done)
+        server.kill()
+        server.start()
+        if how == "key":
+            page.keyboard.press("4")
+        else:
+            page.get_by_role("button", name=BUTTONS[3], exact=True).click()
+
+        def stored(done: int = done) -> bool:
+            return rated(url, token) > done
+
+        assert wait_until(lambda: stored() or banner.is_visible(), 15), f"answer by {how} neither stored nor refused"
+        if banner.is_visible():
+            assert not stored(), "the page said 'not saved' for a stored answer"
+            assert "answer again" in banner.inner_text()
+            refusal = banner.inner_text()
+            page.wait_for_function(SETTLED, arg=done)
+            page.keyboard.press("4")
+            assert wait_until(stored, 10), f"the first key after reconnecting was not stored ({banner.inner_text()})"
+            assert not banner.is_visible()
+            outcomes.append(f"{how}: refused ({refusal}), then stored")
+        else:
+            outcomes.append(f"{how}: stored")
+    with open_study_store(url) as store:
+        ratings = store.export(STUDY).query("rater == 'r01'")
+    assert len(ratings) == N_CALIBRATION + 6 and (ratings["score"].iloc[N_CALIBRATION:] == 4).all(), outcomes
+    print("\n".join(outcomes))
+    page.close()
+
+
+def test_the_apps_own_config_keeps_tracebacks_from_raters(browser: Any, tmp_path: Path) -> None:
+    """Started with no flags beyond address and port, from another folder and with an empty home: a script
+    beside app.py that fails shows no traceback, no exception text and no path."""
+    app = tmp_path / "raters_app"
+    shutil.copytree(ROOT / "raters_app", app, ignore=shutil.ignore_patterns("__pycache__", "secrets.toml"))
+    (app / "fails.py").write_text('raise RuntimeError("cannot open /srv/secret/stimuli/a1b2.png")\n')
+    server = AppServer("sqlite://", tmp_path / "streamlit.log", script=app / "fails.py", cwd=tmp_path)
+    server.env["HOME"] = str(tmp_path)
+    server.start()
+    try:
+        page = open_page(browser, server.base)
+        page.get_by_text("This app has encountered an error").wait_for()
+        body = page.inner_text("body")
+        for leak in ("Traceback", "RuntimeError", "/srv/secret", "a1b2", "fails.py"):
+            assert leak not in body, leak
+        page.close()
+    finally:
+        server.stop()
 
 
 # --- load: 50 raters, the writing process killed once ---------------------------------------------------------

@@ -119,7 +119,19 @@ def show_flash() -> None:
     """The kept message, marked so that the page script knows the server answered (a refusal, not a loss)."""
     if message := st.session_state.pop("flash", None):
         st.warning(message)
-        st.html('<span data-sreval-refused="1" hidden></span>')
+        st.html(f'<span data-sreval-refused="{page_id()}" hidden></span>')
+
+
+def new_page_id(name: str) -> str:
+    """Start a run of page `name`: a new id for what it draws, unique across runs and server restarts, so the
+    page script can tell this run's elements from those of the page it replaces."""
+    value = f"{name}-{secrets.token_hex(4)}"
+    st.session_state["page_id"] = value
+    return value
+
+
+def page_id() -> str:
+    return str(st.session_state.get("page_id", "none"))
 
 
 # --- the stimulus at native resolution -------------------------------------------------------------------------
@@ -193,7 +205,8 @@ _SCRIPT = """
   if (!window.__srevalRater) {
     window.__srevalRater = true;
     let answered = null;  // the render whose answer was sent
-    let pending = null;  // {item, render, timer} of the answer sent and not yet confirmed by a redraw
+    let pending = null;  // {item, page, timer} of the answer sent and not yet settled by a new page
+    let last = null;  // {item, render} of the last rating stage seen
     const stage = () => document.querySelector(".sreval-stage[data-item]");
     const banner = () => {
       let node = document.getElementById("sreval-not-saved");
@@ -215,21 +228,30 @@ _SCRIPT = """
       node.textContent = text;
       node.style.display = "block";
     };
+    // The id of the last whole page: each run of a rater page ends with its marker (see app.py).
+    const pageId = () => {
+      const markers = document.querySelectorAll("[data-sreval-page]");
+      return markers.length ? markers[markers.length - 1].dataset.srevalPage : null;
+    };
     const sent = () => {
-      const current = stage();
-      if (!current) return;
+      if (!last) return;
       if (pending) clearTimeout(pending.timer);
-      answered = current.dataset.render;
+      answered = last.render;
       banner().style.display = "none";
-      pending = {item: current.dataset.item, render: current.dataset.render, timer: setTimeout(
+      pending = {item: last.item, page: pageId(), timer: setTimeout(
         () => notSaved("Your answer did not reach the study server. Please answer again."), __TIMEOUT__)};
     };
+    // Decides about the pending answer once a whole new page has arrived (its marker): the same item drawn
+    // again means the answer was not saved, unless the server says why (a refusal of its own, shown); another
+    // item or a page without items (feedback, thanks) means it was saved. Runs that are cut short (a reconnect
+    // clears the page first; an answer taken during the run draws the page again) end with no marker.
     const settle = () => {
       if (!pending) return;
-      const current = stage();
-      if (current && current.dataset.render === pending.render) return;  // not redrawn yet
+      const page = pageId();
+      if (!page || page === pending.page) return;
       clearTimeout(pending.timer);
-      const refused = document.querySelector("[data-sreval-refused]");
+      const current = document.querySelector(`.sreval-stage[data-item][data-page="${page}"]`);
+      const refused = document.querySelector(`[data-sreval-refused="${page}"]`);
       if (current && current.dataset.item === pending.item && !refused) {
         notSaved("Your answer was not saved. Please answer again.");
       } else {
@@ -247,17 +269,18 @@ _SCRIPT = """
         && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName));
       if (typing) return;
       const current = stage();
-      if (!current || current.dataset.loaded !== "yes" || current.dataset.render === answered) return;
+      if (!current || current.dataset.render === answered) return;  // no item here, or its answer is on its way
+      event.preventDefault();
       const button = Array.from(document.querySelectorAll("button"))
         .find((b) => b.innerText.trim() === labels[event.key] && b.checkVisibility());
-      if (!button) return;
-      event.preventDefault();
-      if (button.disabled) {
+      if (current.dataset.loaded !== "yes" || !button) {
+        notSaved("Your answer was not sent: the image is not shown yet. Please answer once you see it.");
+      } else if (button.disabled) {
         notSaved("The connection to the study server is interrupted: your answer was not sent. "
           + "Please wait a moment and answer again.");
-        return;
+      } else {
+        button.click();
       }
-      button.click();
     });
     window.__srevalFit = () => {
       const ratio = window.devicePixelRatio || 1;
@@ -275,6 +298,8 @@ _SCRIPT = """
         const warning = stage.querySelector(".sreval-too-small");
         if (warning) warning.style.display = small ? "block" : "none";
       }
+      const current = stage();
+      if (current) last = {item: current.dataset.item, render: current.dataset.render};
       settle();
     };
     window.addEventListener("resize", () => window.__srevalFit());
@@ -297,7 +322,7 @@ body:has(.sreval-stage[data-item="{item}"][data-loaded="yes"]) :is({buttons}) {{
 """
 
 _STAGE = """
-<div class="sreval-stage" {item} data-render="{render}" data-fits="unknown">
+<div class="sreval-stage" {item} data-page="{page}" data-render="{render}" data-fits="unknown">
   <div class="sreval-too-small" role="alert" style="display:none;position:fixed;top:0;left:0;right:0;
     z-index:1000001;padding:.6rem 1rem;background:#fff3cd;color:#664d03;border-bottom:1px solid #ffe69c">
     Your browser window is too small to show this image at its true size ({width} × {height} pixels).
@@ -317,8 +342,8 @@ def _stage_html(decoded: tuple[str, int, int], render: str, item: int | None) ->
     browser; the alt text is neutral), with the too-small warning and the page script; for a rated `item`
     (its schedule position) also the rule that shows its answer buttons once the image is drawn."""
     data, width, height = decoded
-    html = _STAGE.format(item=f'data-item="{item}"' if item is not None else "", render=render, data=data,
-                         width=width, height=height)  # fmt: skip
+    html = _STAGE.format(item=f'data-item="{item}"' if item is not None else "", page=page_id(), render=render,
+                         data=data, width=width, height=height)  # fmt: skip
     if item is not None:
         buttons = ", ".join(f".st-key-score-{score}-{item}" for score in SCORE_BUTTONS)
         html = _GATE.format(item=item, buttons=buttons) + html
@@ -326,9 +351,8 @@ def _stage_html(decoded: tuple[str, int, int], render: str, item: int | None) ->
 
 
 def _render_id(name: str) -> str:
-    """A new id for each drawing of a stimulus (also across server restarts), so the page script can tell a
-    redraw from the drawing it answered."""
-    return f"{name}-{secrets.token_hex(4)}"
+    """The id of one drawing of a stimulus: which one (`name`) on which run of the page."""
+    return f"{name}-{page_id()}"
 
 
 def show_image(token_: str, stimulus: str, name: str) -> bool:
@@ -349,19 +373,22 @@ def show_image(token_: str, stimulus: str, name: str) -> bool:
 OnRecorded = Callable[[Item, int, SubmitResult], None]
 #: Refusals that change the page (closed study, invalid link, finished rater): no message needed.
 _ROUTED = (Refusal.STUDY_CLOSED, Refusal.INVALID_TOKEN, Refusal.FINISHED)
+#: Session key: the answer button whose callback ran before the current run.
+_ANSWERED = "answered_button"
 
 
 def _item_key(token_: str, item: Item) -> str:
     return f"{token_}/{item.stimulus}/{item.repetition}"
 
 
-def _answer(token_: str, item: Item, score: int, on_recorded: OnRecorded | None) -> None:
-    """Button callback: store the answer (one transaction in the store); a refusal leaves everything as it was
-    and is shown on the next run. A replay (double click, second key press) is answered by the store as
-    already recorded and changes nothing."""
+def _answer(token_: str, item: Item, score: int, on_recorded: OnRecorded | None, timed: bool = True) -> None:
+    """Store the answer (one transaction in the store); a refusal leaves everything as it was and is shown on
+    the next run. A replay (double click, second key press) is answered by the store as already recorded and
+    changes nothing. `timed`: the response time runs from this session's first drawing of the item."""
+    st.session_state[_ANSWERED] = _button_key(score, item)
     shown = st.session_state.get("shown")
     response_ms = None
-    if isinstance(shown, tuple) and shown[0] == _item_key(token_, item):
+    if timed and isinstance(shown, tuple) and shown[0] == _item_key(token_, item):
         response_ms = round((time.monotonic() - shown[1]) * 1000)
     try:
         result = store().submit(token_, item.stimulus, item.repetition, score, response_ms)
@@ -376,6 +403,11 @@ def _answer(token_: str, item: Item, score: int, on_recorded: OnRecorded | None)
     st.session_state.pop("shown", None)
     if on_recorded is not None and result.status == "recorded":
         on_recorded(item, score, result)
+
+
+def _button_key(score: int, item: Item) -> str:
+    """A new key per item (and score): a click on the button of an item already answered is a stale click."""
+    return f"score-{score}-{item.position}"
 
 
 def rating_widget(token_: str, item: Item, on_recorded: OnRecorded | None = None) -> None:
@@ -393,14 +425,19 @@ def rating_widget(token_: str, item: Item, on_recorded: OnRecorded | None = None
     shown = st.session_state.get("shown")
     if not (isinstance(shown, tuple) and shown[0] == key):
         st.session_state["shown"] = (key, time.monotonic())
+    answered = st.session_state.pop(_ANSWERED, None)  # the button whose callback ran before this run
 
+    pressed = None
     with st.container(horizontal=True, gap="small"):
         for score, text in SCORE_BUTTONS.items():
-            st.button(
-                text,
-                key=f"score-{score}-{item.position}",  # a new key per item: a stale click is a replay
-                on_click=_answer,
-                args=(token_, item, score, on_recorded),
-            )
+            button = _button_key(score, item)
+            if st.button(text, key=button, on_click=_answer, args=(token_, item, score, on_recorded)):
+                pressed = score if answered != button else pressed
     st.caption("Press a key from 1 to 5, or click a button.")
     st.html(_stage_html(decoded, _render_id(str(item.position)), item.position), unsafe_allow_javascript=True)
+    if pressed is not None:
+        # A click on a page drawn by an earlier server process (restarted while the page stayed open) reaches
+        # a session that never drew the button: Streamlit reports the click but runs no callback. Answer it
+        # here (without a response time: this session did not see the item appear) and draw the next page.
+        _answer(token_, item, pressed, on_recorded, timed=False)
+        st.rerun()
