@@ -30,6 +30,7 @@ from sreval.study import SCORE_LABELS, StudyStore, hash_password, open_study_sto
 from sreval.study.builder import build_study
 
 pytest.importorskip("streamlit")
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 APP = Path(__file__).resolve().parents[1] / "raters_app" / "app.py"
@@ -496,3 +497,24 @@ def test_admin_caption_masks_the_database_password(pg_database_url: str, templat
     at = sign_in(url)
     assert not at.exception and f"Database: {url.replace('s3cr%40t%3Apw', '***')}" in texts(at)
     assert "s3cr" not in texts(at)
+
+
+@pytest.fixture
+def fresh_server() -> None:
+    """A server that has seen no sign-in yet (the back-off lives in the server's resources)."""
+    st.cache_resource.clear()
+
+
+def test_admin_sign_in_backs_off(url: str, caplog: pytest.LogCaptureFixture, fresh_server: None) -> None:
+    at = run_app(url, admin="1")
+    messages = []
+    for _ in range(5):
+        at.text_input[0].input("guess")
+        at = button(at, "Sign in").click().run()
+        messages.append(at.warning[0].value)
+    assert messages[:3] == ["Wrong password."] * 3
+    assert all(m.startswith("Too many failed sign-ins: try again in") for m in messages[3:])
+    at.text_input[0].input(PASSWORD)  # the right password must wait as well
+    at = button(at, "Sign in").click().run()
+    assert at.warning[0].value.startswith("Too many failed sign-ins") and not at.dataframe
+    assert "failed admin sign-in from" in caplog.text and "refused admin sign-in from" in caplog.text
