@@ -87,5 +87,6 @@ def choose_page() -> st.Page:
         return page(unavailable.render, "Please try again later", "unavailable")
 
 
+common.log_to_stderr()
 st.set_page_config(page_title=common.APP_TITLE, layout="wide", initial_sidebar_state="collapsed")
 st.navigation([choose_page()], position="hidden").run()

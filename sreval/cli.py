@@ -244,7 +244,10 @@ def _add_study_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     hash_pw = study_sub.add_parser(
         "hash-password", help="hash an admin password for the rater app's .streamlit/secrets.toml"
     )
-    hash_pw.add_argument("--iterations", type=int, help="PBKDF2 iterations (default: 600000)")
+    hash_pw.add_argument("--iterations", type=int, help="PBKDF2 iterations (default and least: 600000)")
+    hash_pw.add_argument(
+        "--force", action="store_true", help="accept fewer iterations or a password under 12 characters (tests only)"
+    )
     hash_pw.set_defaults(func=cmd_study_hash_password)
 
 
@@ -781,7 +784,7 @@ def cmd_study_list(args: argparse.Namespace) -> int:
 def cmd_study_hash_password(args: argparse.Namespace) -> int:
     import getpass
 
-    from sreval.study.security import PBKDF2_ITERATIONS, hash_password
+    from sreval.study.security import PBKDF2_ITERATIONS, check_password_strength, hash_password
 
     if sys.stdin.isatty():
         password = getpass.getpass("admin password: ")
@@ -789,7 +792,10 @@ def cmd_study_hash_password(args: argparse.Namespace) -> int:
             raise SrevalError("the two passwords differ; nothing was hashed")
     else:
         password = sys.stdin.readline().rstrip("\r\n")
-    hashed = hash_password(password, iterations=args.iterations or PBKDF2_ITERATIONS)
+    iterations = args.iterations or PBKDF2_ITERATIONS
+    if not args.force:
+        check_password_strength(password, iterations)
+    hashed = hash_password(password, iterations=iterations)
     print(hashed)
     print(f'put it in the app\'s .streamlit/secrets.toml as: admin_password_hash = "{hashed}"', file=sys.stderr)
     return 0

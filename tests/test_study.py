@@ -716,6 +716,6 @@ def test_cli(
     assert "base URL" in capsys.readouterr().err
 
     monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret pass\n"))
-    assert main(["study", "hash-password", "--iterations", "1000"]) == 0
+    assert main(["study", "hash-password", "--iterations", "1000", "--force"]) == 0
     captured = capsys.readouterr()
     assert check_admin_password("s3cret pass", captured.out.strip()) and "secrets.toml" in captured.err

@@ -4,6 +4,7 @@ per rater and per method and the failed gold items, invites raters, exports the 
 from __future__ import annotations
 
 import logging
+import math
 
 import streamlit as st
 
@@ -19,17 +20,18 @@ LINKS = "admin_invite_links"
 
 
 def _sign_in(hashed: str) -> None:
-    password = st.session_state.get(PASSWORD, "")
+    password = str(st.session_state.get(PASSWORD, ""))
     st.session_state[PASSWORD] = ""  # never kept in the session
     try:
-        ok = check_admin_password(password, hashed)
+        result = common.sign_in_guard().attempt(common.client(), lambda: check_admin_password(password, hashed))
     except SrevalError as exc:
         common.flash(f"The admin password hash in the app's secrets is not usable: {exc}")
         return
-    if ok:
+    if result.ok:
         st.session_state[SIGNED_IN] = True
+    elif result.wait_s > 0:
+        common.flash(f"Too many failed sign-ins: try again in {math.ceil(result.wait_s)} s.")
     else:
-        log.warning("failed admin sign-in")
         common.flash("Wrong password.")
 
 

@@ -32,6 +32,7 @@ from sreval.study import (
     RaterView,
     Refusal,
     RequestRefused,
+    SignInGuard,
     StudyStore,
     SubmitResult,
     open_study_store,
@@ -48,6 +49,18 @@ ANSWER_TIMEOUT_MS = 10_000
 
 
 # --- configuration -------------------------------------------------------------------------------------------
+
+
+def log_to_stderr() -> None:
+    """Send sreval's log (failed sign-ins, unshowable stimuli, database errors: the details raters never see)
+    to the server's standard error with the time, unless the deployment configured logging itself."""
+    logger = logging.getLogger("sreval")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def secret(name: str) -> str | None:
@@ -73,6 +86,20 @@ def admin_hash() -> str | None:
 def _open(url: str) -> StudyStore:
     """One store (one connection pool) per database for the whole server: it is thread-safe."""
     return open_study_store(url)
+
+
+@st.cache_resource(show_spinner=False)
+def sign_in_guard() -> SignInGuard:
+    """The admin sign-in throttle of this server (one for all sessions)."""
+    return SignInGuard()
+
+
+def client() -> str:
+    """The address the request came from, for the sign-in throttle and the log ("local" for localhost).
+    Behind a reverse proxy every rater may have the proxy's address: the throttle's server-wide limit holds
+    then too."""
+    address = st.context.ip_address
+    return address if isinstance(address, str) and address else "local"
 
 
 def store() -> StudyStore:

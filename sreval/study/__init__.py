@@ -21,7 +21,7 @@ from sreval.study.api import (
     SubmitResult,
     open_study_store,
 )
-from sreval.study.security import check_admin_password, hash_password, invite_link
+from sreval.study.security import SignInGuard, check_admin_password, hash_password, invite_link
 
 __all__ = [
     "EXPORT_COLUMNS",
@@ -32,6 +32,7 @@ __all__ = [
     "RaterView",
     "Refusal",
     "RequestRefused",
+    "SignInGuard",
     "StudyInfo",
     "StudyStatus",
     "StudyStore",
