@@ -617,6 +617,19 @@ def test_version_2_database_is_migrated_to_the_study_schema(empty_url: str, tmp_
         assert results.list_runs().empty
 
 
+def test_version_3_database_gains_the_problems_table(empty_url: str) -> None:
+    open_store(empty_url).close()
+    fresh = schema(empty_url)
+    engine = create_engine(empty_url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE study_problems"))
+        conn.execute(text("UPDATE schema_version SET version = 3"))
+    engine.dispose()
+    with open_study_store(empty_url) as store:
+        assert store.list_studies().empty
+    assert schema(empty_url) == fresh and "study_problems" in fresh
+
+
 def test_open_errors_and_wal(tmp_path: Path) -> None:
     with pytest.raises(SrevalError, match="not in memory"):
         open_study_store("sqlite://")
