@@ -34,8 +34,9 @@ import math
 import numbers
 import os
 import re
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -307,7 +308,11 @@ class StudyStore:
     def __init__(self, engine: Engine, url: str) -> None:
         self._engine = engine
         # Transactions that write: on SQLite they begin with BEGIN IMMEDIATE (see `create_store_engine`).
-        self._write = engine.execution_options(sreval_write=True)
+        self._write_options = engine.execution_options(sreval_write=True)
+        # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in growing steps (up to
+        # 100 ms) before it tries again. The threads of this process (the sessions of one app server) queue on a
+        # lock of their own instead, and take the database's lock as soon as it is free.
+        self._write_queue = threading.Lock() if engine.dialect.name == "sqlite" else None
         self.url = url
         """The database URL with the password masked: safe to log or show."""
 
@@ -320,6 +325,12 @@ class StudyStore:
     def close(self) -> None:
         """Release the connection pool."""
         self._engine.dispose()
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction (on SQLite: BEGIN IMMEDIATE, after the other writers of this process)."""
+        with self._write_queue or nullcontext(), self._write_options.begin() as conn:
+            yield conn
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -339,7 +350,7 @@ class StudyStore:
         check_study_name(draft.name)
         _check_draft(draft)
         folder = draft.folder.resolve()
-        with self._errors(f"create study {draft.name!r} (nothing was stored)"), self._write.begin() as conn:
+        with self._errors(f"create study {draft.name!r} (nothing was stored)"), self._writing() as conn:
             if conn.execute(select(Study.id).where(Study.name == draft.name)).first() is not None:
                 raise SrevalError(f"a study named {draft.name!r} already exists in {self.url}")
             study_id = _insert(
@@ -426,7 +437,7 @@ class StudyStore:
 
     def close_study(self, name: str) -> datetime:
         """Stop a study taking ratings (idempotent); return when it was closed."""
-        with self._errors(f"close study {name!r}"), self._write.begin() as conn:
+        with self._errors(f"close study {name!r}"), self._writing() as conn:
             # Locking the row waits for the submits under way (each shares it until it commits): `closed_at`
             # is taken after them, and every submit after this one sees the study closed.
             study = self._study(conn, name, lock=True)
@@ -446,7 +457,7 @@ class StudyStore:
         if _as_int(n) is None or not 1 <= n <= _MAX_INVITES:
             raise SrevalError(f"the number of raters to invite must be 1 to {_MAX_INVITES}, got {n!r}")
         invitations: list[Invitation] = []
-        with self._errors(f"invite raters to study {study!r} (nobody was invited)"), self._write.begin() as conn:
+        with self._errors(f"invite raters to study {study!r} (nobody was invited)"), self._writing() as conn:
             row = self._study(conn, study)
             if row.closed_at is not None:
                 raise SrevalError(f"study {study!r} is closed; it takes no new raters")
@@ -634,7 +645,7 @@ class StudyStore:
     def give_consent(self, token: str) -> RaterView:
         """Record that the rater agreed to take part (once; later calls keep the first time)."""
         key = _token_key(token)
-        with self._errors("record consent"), self._write.begin() as conn:
+        with self._errors("record consent"), self._writing() as conn:
             rater = self._open_rater(conn, key)
             if rater.consent_at is None:
                 conn.execute(update(Rater).where(Rater.id == rater.id).values(consent_at=_now()))
@@ -696,7 +707,7 @@ class StudyStore:
         """Record that `stimulus` (of this rater's schedule) could not be shown to the rater: `problem` says why,
         for the admin (`status`). The app offers no answer for such an item, so nothing gets rated."""
         key = _token_key(token)
-        with self._errors("record a problem"), self._write.begin() as conn:
+        with self._errors("record a problem"), self._writing() as conn:
             rater = self._open_rater(conn, key)
             stimulus_id = conn.execute(
                 select(Stimulus.id)
@@ -756,7 +767,7 @@ class StudyStore:
         raise AssertionError("unreachable")
 
     def _submit(self, key: str, public_id: str, repetition: int, score: int, response: int | None) -> SubmitResult:
-        with self._write.begin() as conn:
+        with self._writing() as conn:
             state = _submit_state(conn, key, public_id, repetition, lock=True)
             if state is None:
                 raise _refuse(Refusal.INVALID_TOKEN, _INVALID_LINK)
