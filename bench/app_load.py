@@ -107,6 +107,7 @@ def rate(url: str, tokens: list[str], first: int, think: float, start: Any) -> T
     errors: list[BaseException] = []
     store = open_study_store(url)
     ready = threading.Barrier(len(tokens) + 1)
+    go = threading.Event()  # set once every process is ready (`start`)
 
     def rater(index: int) -> None:
         token, own = tokens[index], timings[index]
@@ -116,6 +117,7 @@ def rate(url: str, tokens: list[str], first: int, think: float, start: Any) -> T
             store.give_consent(token)
             item = store.next_item(token)
             ready.wait()
+            go.wait()
             if think > 0:  # raters do not start in step
                 time.sleep(pauses.uniform(0, think))
             while item is not None:
@@ -144,7 +146,9 @@ def rate(url: str, tokens: list[str], first: int, think: float, start: Any) -> T
     try:
         ready.wait()
         start.wait()
+        go.set()
     finally:
+        go.set()  # (also when a barrier broke: the raters then see it broken or finish)
         for thread in threads:
             thread.join()
         store.close()
