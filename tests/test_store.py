@@ -320,7 +320,11 @@ SCHEMA_SNAPSHOTS[3] = {
     "study_schedule": {"rater_id", "position", "stimulus_id", "repetition", "phase"},
     "study_ratings": {"id", "rater_id", "stimulus_id", "repetition", "score", "response_ms", "created_at", "simulated"},
 }  # fmt: skip
-LATEST = 3
+SCHEMA_SNAPSHOTS[4] = {
+    **SCHEMA_SNAPSHOTS[3],
+    "study_problems": {"id", "rater_id", "stimulus_id", "problem", "created_at"},
+}
+LATEST = 4
 
 
 def test_models_match_the_latest_snapshot() -> None:
