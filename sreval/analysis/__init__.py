@@ -1,4 +1,4 @@
-"""Statistics of MOS studies (issue 7 §1–3): MOS with confidence intervals, paired Wilcoxon comparisons,
+"""Statistics of MOS studies: MOS with confidence intervals, paired Wilcoxon comparisons,
 rater screening and subject models (BT.500, P.913, P.910 / SUREAL), reliability, ranks, metric correlations
 and the number of raters a study needs.
 

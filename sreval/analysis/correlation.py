@@ -1,4 +1,4 @@
-"""How well each objective metric predicts the per-image MOS (issue 7 §2, `correlation.csv`).
+"""How well each objective metric predicts the per-image MOS (`correlation.csv`).
 
 Metric values come from runs of the results store (`sreval run-benchmarks`, `sreval evaluate`), one value per
 method × dataset × image × metric, joined to the per-image MOS (every rating of that method on that image) on

@@ -1,4 +1,4 @@
-"""Mean opinion scores per method and dataset, with 95 % confidence intervals (issue 7 §2, `mos.csv`).
+"""Mean opinion scores per method and dataset, with 95 % confidence intervals (`mos.csv`).
 
 MOS = mean of every rating of the method on the dataset (a retest's second rating counts as a rating).
 

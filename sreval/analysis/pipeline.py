@@ -1,4 +1,4 @@
-"""`sreval analyze`: every table of issue 7 §2 from one ratings table, and the CSV files they are written to.
+"""`sreval analyze`: every analysis table from one ratings table, and the CSV files they are written to.
 
 `analyze` takes all ratings of a study (as `ratings.read_*` return them), picks the ones to analyse
 (`ratings.select_ratings`) and computes:

@@ -1,4 +1,4 @@
-"""How many raters a study needs (issue 7 §3): power of the Wilcoxon comparison of two methods, by simulation.
+"""How many raters a study needs: power of the Wilcoxon comparison of two methods, by simulation.
 
 A simulated study: `images` images, every rater scores both methods on every image. Image i has a true
 quality q_i ~ N(`quality`, `quality_sd`) with method A and q_i + δ + e_i with method B (δ = `delta`, on the

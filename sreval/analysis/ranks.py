@@ -1,4 +1,4 @@
-"""Average ordinal rank of each method (issue 7 §2, `ranks.csv`), as in the SRGAN paper's MOS analysis.
+"""Average ordinal rank of each method (`ranks.csv`), as in the SRGAN paper's MOS analysis.
 
 Within a block — one rater on one image of one dataset — the methods are ranked by that rater's score (mean of
 their repetitions), 1 = best, tied scores sharing the average of their ranks. Only complete blocks count (the

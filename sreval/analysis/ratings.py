@@ -6,7 +6,7 @@ method, dataset, image, score`; `stimulus` defaults to `method/dataset/image`, `
 test and `simulated` to false; other columns (`response_ms`, `created_at`, ...) are ignored. `sreval study
 export` writes exactly this format.
 
-What is analysed (issue 7 §1): test items of real raters. Gold items (attention checks), calibration answers
+What is analysed: test items of real raters. Gold items (attention checks), calibration answers
 (anchors shown before the test) and simulated raters are left out unless asked for; gold items are still
 used to count each rater's failed gold items (`gold_failures`).
 

@@ -1,4 +1,4 @@
-"""Reliability of the ratings (issue 7 §2, `reliability.csv`, and the retest columns of `raters.csv`).
+"""Reliability of the ratings (`reliability.csv`, and the retest columns of `raters.csv`).
 
 * Test–retest: a retest item is a test stimulus a rater saw twice (repetitions 1 and 2). Per rater and pooled
   over raters: Pearson r between first and second scores, and the mean absolute difference (MAD). r needs three

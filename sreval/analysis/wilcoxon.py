@@ -1,6 +1,6 @@
 """Paired comparison of methods: Wilcoxon signed-rank test, multiple-testing correction, rank-biserial effect size.
 
-Which pairs (issue 7 §2, `wilcoxon.csv`): for every dataset and every pair of methods (a, b), one paired
+Which pairs (`wilcoxon.csv`): for every dataset and every pair of methods (a, b), one paired
 difference a − b per
 
 * `rater-image` (default): rater × image, both methods rated by that rater on that image; a rater's repeated

@@ -1,4 +1,4 @@
-"""`sreval report`: one self-contained HTML page summarising a MOS study for researchers (issue 7 §4).
+"""`sreval report`: one self-contained HTML page summarising a MOS study for researchers.
 
 The page holds, in order: a table in the style of SRGAN's Table 2 (PSNR, SSIM, PI or NIQE and MOS per method ×
 dataset), the perception–distortion plane, MOS bars with 95 % confidence intervals, the distribution of the
