@@ -233,7 +233,9 @@ def _env() -> dict[str, str]:
 
 
 def test_kill_and_resume_continue_the_same_run(train_dir: Path, tmp_path: Path) -> None:
-    steps = 12
+    # Long enough that the run cannot reach its end between the poll that sees step 6 and the kill (tiny steps
+    # take a few ms each here).
+    steps = 48
     reference = tmp_path / "reference"
     subprocess.run(_cli_train(reference, train_dir, steps), check=True, env=_env(), timeout=300)
 
@@ -247,7 +249,7 @@ def test_kill_and_resume_continue_the_same_run(train_dir: Path, tmp_path: Path) 
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = checkpoint_dirs(killed)[-1]
-    assert done.name < "step_00000012"
+    assert done.name < f"step_{steps:08d}" and not (killed / "final").exists()
     subprocess.run(_cli_train(killed, train_dir, steps), check=True, env=_env(), timeout=300)
 
     ref_log = pd.read_csv(reference / "train_log.csv")
