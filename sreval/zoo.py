@@ -425,10 +425,9 @@ def _read_safetensors(entry: ZooEntry) -> tuple[dict[str, torch.Tensor], dict[st
         )
     metadata = _safetensors_metadata(data, path)
     try:
-        tensors = safetensors.torch.load(data)
-    except safetensors.SafetensorError as e:
-        raise SrevalError(f"{path} is not a valid safetensors file: {e}") from None
-    return tensors, metadata
+        return parse_safetensors(data), metadata
+    except ValueError as error:
+        raise SrevalError(f"{path} is {error}") from None
 
 
 #: How a PyTorch checkpoint starts (zip archive, or a legacy pickle's protocol byte); only used to explain why a

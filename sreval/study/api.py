@@ -505,17 +505,7 @@ class StudyStore:
         with self._errors(f"read the stimuli of study {study!r}"), self._engine.connect() as conn:
             row = self._study(conn, study)
             query = (
-                select(
-                    Stimulus.public_id,
-                    Stimulus.kind,
-                    StudyMethod.name,
-                    StudyImage.dataset,
-                    StudyImage.name,
-                    Stimulus.expected,
-                    Stimulus.path,
-                )
-                .join(StudyImage, StudyImage.id == Stimulus.image_id)
-                .outerjoin(StudyMethod, StudyMethod.id == Stimulus.method_id)
+                _described_stimuli(Stimulus.expected, Stimulus.path)
                 .where(Stimulus.study_id == row.id)
                 .order_by(Stimulus.id)
             )
@@ -693,14 +683,7 @@ class StudyStore:
         key = _token_key(token)
         with self._errors("look up an image"), self._engine.connect() as conn:
             rater = self._open_rater(conn, key)
-            path = conn.execute(
-                select(Stimulus.path)
-                .join(ScheduleItem, ScheduleItem.stimulus_id == Stimulus.id)
-                .where(ScheduleItem.rater_id == rater.id, Stimulus.public_id == _public_id(stimulus))
-                .limit(1)
-            ).scalar_one_or_none()
-        if path is None:
-            raise _refuse(Refusal.UNKNOWN_STIMULUS, "this image is not part of your study")
+            _, path = _scheduled_stimulus(conn, rater.id, stimulus)
         return _inside(Path(rater.folder), path)
 
     def report_problem(self, token: str, stimulus: str, problem: str) -> None:
@@ -709,14 +692,7 @@ class StudyStore:
         key = _token_key(token)
         with self._errors("record a problem"), self._writing() as conn:
             rater = self._open_rater(conn, key)
-            stimulus_id = conn.execute(
-                select(Stimulus.id)
-                .join(ScheduleItem, ScheduleItem.stimulus_id == Stimulus.id)
-                .where(ScheduleItem.rater_id == rater.id, Stimulus.public_id == _public_id(stimulus))
-                .limit(1)
-            ).scalar_one_or_none()
-            if stimulus_id is None:
-                raise _refuse(Refusal.UNKNOWN_STIMULUS, "this image is not part of your study")
+            stimulus_id, _ = _scheduled_stimulus(conn, rater.id, stimulus)
             text = " ".join(str(problem).split())[:_MAX_PROBLEM] or "unknown problem"
             conn.execute(
                 insert(Problem).values(rater_id=rater.id, stimulus_id=stimulus_id, problem=text, created_at=_now())
@@ -925,6 +901,20 @@ def _submit_state(conn: Connection, key: str, public_id: str, repetition: int, *
     return conn.execute(statement, {"key": key, "public_id": public_id, "repetition": repetition}).first()
 
 
+def _scheduled_stimulus(conn: Connection, rater_id: int, stimulus: object) -> tuple[int, str]:
+    """Id and file (relative to the study folder) of `stimulus` if it is in the rater's schedule, else
+    `RequestRefused` (UNKNOWN_STIMULUS)."""
+    row = conn.execute(
+        select(Stimulus.id, Stimulus.path)
+        .join(ScheduleItem, ScheduleItem.stimulus_id == Stimulus.id)
+        .where(ScheduleItem.rater_id == rater_id, Stimulus.public_id == _public_id(stimulus))
+        .limit(1)
+    ).first()
+    if row is None:
+        raise _refuse(Refusal.UNKNOWN_STIMULUS, "this image is not part of your study")
+    return int(row.id), str(row.path)
+
+
 def _replayed(state: Any, score: int) -> SubmitResult:
     """The answer to a submit of an item already rated: the same score is a replay, another one a conflict."""
     if state.stored != score:
@@ -1082,22 +1072,21 @@ def _items_frame(conn: Connection, study_id: int) -> pd.DataFrame:
     )
 
 
+def _described_stimuli(*columns: Any) -> Select[Any]:
+    """Stimuli with what describes them to the admin: public id, kind, method name (NULL for HR and NN items),
+    dataset and image, followed by `columns`."""
+    return (
+        select(Stimulus.public_id, Stimulus.kind, StudyMethod.name, StudyImage.dataset, StudyImage.name, *columns)
+        .join(StudyImage, StudyImage.id == Stimulus.image_id)
+        .outerjoin(StudyMethod, StudyMethod.id == Stimulus.method_id)
+    )
+
+
 def _problems_frame(conn: Connection, study_id: int) -> pd.DataFrame:
     """The problems reported for a study, one row per stimulus (see `StudyStatus.problems`)."""
     query = (
-        select(
-            Stimulus.public_id,
-            Stimulus.kind,
-            StudyMethod.name,
-            StudyImage.dataset,
-            StudyImage.name,
-            Problem.problem,
-            Problem.rater_id,
-            Problem.created_at,
-        )
-        .join(Stimulus, Stimulus.id == Problem.stimulus_id)
-        .join(StudyImage, StudyImage.id == Stimulus.image_id)
-        .outerjoin(StudyMethod, StudyMethod.id == Stimulus.method_id)
+        _described_stimuli(Problem.problem, Problem.rater_id, Problem.created_at)
+        .join(Problem, Problem.stimulus_id == Stimulus.id)
         .where(Stimulus.study_id == study_id)
         .order_by(Problem.id)
     )
