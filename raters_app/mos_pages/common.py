@@ -198,6 +198,16 @@ def _decoded(path: Path) -> tuple[str, int, int] | str:
         return f"{path} cannot be read as a PNG: {' '.join(str(exc).split()) or type(exc).__name__}"
 
 
+def _showable(token_: str, stimulus: str, path: Path) -> tuple[str, int, int] | None:
+    """The decoded stimulus; or, when it cannot be shown, None after the neutral message and the report."""
+    decoded = _decoded(path)
+    if isinstance(decoded, str):
+        st.warning(UNSHOWABLE)
+        _report(token_, stimulus, decoded)
+        return None
+    return decoded
+
+
 def _report(token_: str, stimulus: str, problem: str) -> None:
     """Tell the admin (once per session and item) that `stimulus` could not be shown to this rater."""
     log.error("cannot show stimulus %s: %s", stimulus, problem)
@@ -386,10 +396,8 @@ def show_image(token_: str, stimulus: str, name: str) -> bool:
     """Show one of the rater's own stimuli without answer buttons (anchors, feedback); the store checks it is
     in their schedule. A file that cannot be shown gets the neutral message and is reported; returns whether
     the image was shown."""
-    decoded = _decoded(store().image_path(token_, stimulus))
-    if isinstance(decoded, str):
-        st.warning(UNSHOWABLE)
-        _report(token_, stimulus, decoded)
+    decoded = _showable(token_, stimulus, store().image_path(token_, stimulus))
+    if decoded is None:
         return False
     st.html(_stage_html(decoded, _render_id(name), None), unsafe_allow_javascript=True)
     return True
@@ -443,10 +451,8 @@ def rating_widget(token_: str, item: Item, on_recorded: OnRecorded | None = None
 
     The image is decoded before anything is drawn: when its file cannot be shown, the rater gets the neutral
     message and no buttons (so no answer can be given for an image nobody saw), and the admin a report."""
-    decoded = _decoded(item.image_path)
-    if isinstance(decoded, str):
-        st.warning(UNSHOWABLE)
-        _report(token_, item.stimulus, decoded)
+    decoded = _showable(token_, item.stimulus, item.image_path)
+    if decoded is None:
         return
     key = _item_key(token_, item)
     shown = st.session_state.get("shown")
