@@ -17,9 +17,9 @@ from sreval.fileutil import atomic_open
 
 if TYPE_CHECKING:
     from sreval import zoo as zoo_module
-    from sreval.bench.methods import Method
-    from sreval.data.datasets import Dataset
+    from sreval.datasets.registry import Dataset
     from sreval.inference import InferenceOptions
+    from sreval.methods.base import Method
 
 log = logging.getLogger("sreval")
 
@@ -375,12 +375,12 @@ def _asset_paths(specs: list[str]) -> dict[str, Path]:
 
 
 def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[Dataset], command: str) -> int:
-    from sreval.bench.cache import Cache
-    from sreval.bench.runner import run_benchmarks
+    from sreval.benchmark.cache import Cache
+    from sreval.benchmark.runner import run_benchmarks
     from sreval.metrics import select_metrics
     from sreval.protocol import Protocol
     from sreval.provenance import resolve_device
-    from sreval.store import open_store
+    from sreval.results import open_store
 
     protocol = Protocol(degradation=args.degradation, y_mode=args.y_mode)
     metrics, unavailable = select_metrics(args.metrics, protocol, _asset_paths(args.asset))
@@ -423,16 +423,16 @@ def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[D
 
 
 def cmd_run_benchmarks(args: argparse.Namespace) -> int:
-    from sreval.bench.methods import parse_methods
-    from sreval.data.datasets import parse_datasets
+    from sreval.datasets.registry import parse_datasets
+    from sreval.methods.base import parse_methods
 
     methods = parse_methods(args.methods, options=_inference_options(args), asset_paths=_asset_paths(args.asset))
     return _benchmark(args, methods, parse_datasets(args.datasets), "run-benchmarks")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from sreval.bench.methods import Folder
-    from sreval.data.datasets import get_dataset
+    from sreval.datasets.registry import get_dataset
+    from sreval.methods.base import Folder
 
     if not args.sr.is_dir():
         raise SrevalError(f"--sr {args.sr} is not a folder")
@@ -444,7 +444,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_data_verify(args: argparse.Namespace) -> int:
-    from sreval.data.datasets import parse_datasets, verify
+    from sreval.datasets.registry import parse_datasets, verify
 
     root = settings.data_root(args.data_root)
     failed = 0
@@ -463,8 +463,8 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
 def cmd_data_download(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from sreval.data.datasets import parse_datasets
-    from sreval.data.download import DEFAULT_MIRROR, download
+    from sreval.datasets.download import DEFAULT_MIRROR, download
+    from sreval.datasets.registry import parse_datasets
 
     root = settings.data_root(args.data_root)
     for dataset in parse_datasets(args.datasets):
@@ -502,7 +502,7 @@ def cmd_plot_pd(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from sreval.store import open_store
+    from sreval.results import open_store
 
     store = open_store(settings.db_url(args.db))
     try:
@@ -668,7 +668,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 def cmd_study_create(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from sreval.bench.cache import Cache
+    from sreval.benchmark.cache import Cache
     from sreval.study import open_study_store
     from sreval.study.builder import build_study
 

@@ -1,10 +1,20 @@
-"""The one exception type users see: a message that names the bad value and what is allowed."""
+"""The exceptions users see: a message that names the bad value and what is allowed."""
 
 import numpy as np
 
 
 class SrevalError(Exception):
     """An expected failure with a message meant for the user (the CLI prints it without a traceback)."""
+
+
+class ParameterError(SrevalError):
+    """A bad argument of a library function. The message speaks of the parameter by its Python name
+    (`delta must be in (0, 1), got 2`); `parameter` holds that name so that a shell (the CLI) can say which of its
+    own options it came from."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
 
 
 def shown(value: object) -> str:

@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sreval import PROTOCOL_VERSION
-from sreval.data.color import Y_MODES, YMode
-from sreval.data.imresize import VARIANTS, Variant
 from sreval.errors import SrevalError
+from sreval.matlab.color import Y_MODES, YMode
+from sreval.matlab.imresize import VARIANTS, Variant
 
 
 @dataclass(frozen=True)

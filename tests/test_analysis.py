@@ -48,8 +48,8 @@ from sreval.analysis.wilcoxon import (
 from sreval.cli import main
 from sreval.errors import SrevalError
 from sreval.imageio import save_png
-from sreval.store import open_store
-from sreval.store.api import ImageRecord, MethodRecord, RunRecord, ValueRecord
+from sreval.results import open_store
+from sreval.results.store import ImageRecord, MethodRecord, RunRecord, ValueRecord
 from sreval.study import open_study_store
 from sreval.study.api import DraftImage, DraftMethod, DraftStimulus, StudyDraft
 from sreval.study.simulate import simulate

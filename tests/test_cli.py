@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from sreval.bench import methods as methods_module
+import sreval.methods.base as methods_module
 from sreval.cli import main
-from sreval.store import open_store
+from sreval.results import open_store
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sreval.cli import main
-from sreval.data.datasets import (
+from sreval.datasets.registry import (
     SCALE,
     Dataset,
     ImageEntry,

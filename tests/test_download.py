@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from sreval.cli import main
-from sreval.data.datasets import ImageEntry, get_dataset, verify
-from sreval.data.download import DEFAULT_MIRROR, download, mirror_url
+from sreval.datasets.download import DEFAULT_MIRROR, download, mirror_url
+from sreval.datasets.registry import ImageEntry, get_dataset, verify
 from sreval.errors import SrevalError
 
 UNRESOLVABLE = "http://sreval-mirror.invalid"  # .invalid never resolves (RFC 2606)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from sreval.data.datasets import get_dataset
-from sreval.data.imresize import contributions, imresize, imresize_float
+from sreval.datasets.registry import get_dataset
 from sreval.errors import SrevalError
 from sreval.imageio import load_image, to_tensor
+from sreval.matlab.imresize import contributions, imresize, imresize_float
 
 
 def _hr(root: Path, dataset: str, name: str) -> torch.Tensor:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sreval.bench.matching import Match, aliases, match_folder
-from sreval.data.datasets import get_dataset
+from sreval.datasets.registry import get_dataset
 from sreval.errors import SrevalError
+from sreval.methods.matching import Match, aliases, match_folder
 
 
 def _folder(tmp_path: Path, *names: str) -> Path:

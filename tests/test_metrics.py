@@ -9,8 +9,8 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from sreval.data.color import luma_pair, rgb_to_gray, rgb_to_y
 from sreval.errors import SrevalError
+from sreval.matlab.color import luma_pair, rgb_to_gray, rgb_to_y
 from sreval.metrics import create_metric, metric_names, parse_metrics
 from sreval.metrics.functional import psnr, ssim
 from sreval.protocol import Protocol
@@ -151,7 +151,7 @@ def test_rmse_per_image_and_set_value_is_root_of_mean_mse() -> None:
     """PIRM's RMSE of a set is sqrt(mean per-image MSE), not the mean of per-image RMSEs."""
     import pandas as pd
 
-    from sreval.bench.runner import summarise
+    from sreval.benchmark.runner import summarise
 
     sr, hr = _random_pair(11, (2, 3, 40, 40))
     a, b = luma_pair(sr, hr)

@@ -11,14 +11,14 @@ import torch
 
 from sreval import zoo
 from sreval.archs import create_model
-from sreval.bench.methods import MethodInput, create_method, parse_methods
-from sreval.bench.model_methods import ZooMethod, quantise_im2uint8
 from sreval.cli import main
-from sreval.data.datasets import get_dataset, load_hr
+from sreval.datasets.registry import get_dataset, load_hr
 from sreval.errors import SrevalError
 from sreval.inference import InferenceOptions
+from sreval.methods.base import MethodInput, create_method, parse_methods
+from sreval.methods.network import ZooMethod, quantise_im2uint8
 from sreval.protocol import Protocol
-from sreval.store import open_store
+from sreval.results import open_store
 
 TINY = {"num_blocks": 1, "num_feat": 8}
 #: EnhanceNet paper (Sajjadi et al., ICCV 2017), Table 1, ENet-PAT ×4 PSNR on Set5.

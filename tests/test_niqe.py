@@ -17,10 +17,10 @@ import scipy.special
 import torch
 
 import sreval.metrics.niqe as niqe_module
-from sreval.data.color import rgb_to_gray, rgb_to_y
-from sreval.data.imresize import imresize_float
 from sreval.errors import SrevalError
 from sreval.imageio import load_image, to_tensor
+from sreval.matlab.color import rgb_to_gray, rgb_to_y
+from sreval.matlab.imresize import imresize_float
 from sreval.metrics.niqe import NiqeModel, load_niqe_model, niqe, niqe_features
 
 CALIBRATION = ("I03", "I04", "I06", "I08", "I19")

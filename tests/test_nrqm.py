@@ -20,9 +20,9 @@ from standin_models import FOREST_FIELDS
 from standin_models import random_forest as _random_forest
 from standin_models import save_nrqm_model as _save_model
 
-from sreval.data.color import rgb_to_y
 from sreval.errors import SrevalError
 from sreval.imageio import load_image, to_tensor
+from sreval.matlab.color import rgb_to_y
 from sreval.metrics.nrqm import NrqmModel, load_nrqm_model, nrqm_features, nrqm_score
 
 FIXTURE = Path(__file__).parent / "data" / "nrqm_pyiqa_features.npz"

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import scipy.io
 
-from sreval.bench.cache import Cache
-from sreval.bench.methods import create_method
-from sreval.bench.runner import run_benchmarks
-from sreval.data.datasets import get_dataset
-from sreval.data.imresize import imresize
+from sreval.benchmark.cache import Cache
+from sreval.benchmark.runner import run_benchmarks
+from sreval.datasets.registry import get_dataset
 from sreval.imageio import load_image, to_tensor
+from sreval.matlab.imresize import imresize
+from sreval.methods.base import create_method
 from sreval.metrics import parse_metrics
 from sreval.protocol import Protocol
 from sreval.provenance import resolve_device

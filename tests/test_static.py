@@ -1,4 +1,4 @@
-"""House rules that a machine can check: ruff's lint rules and strict typing (mypy) over the library, bench and
+"""House rules that a machine can check: ruff's lint rules and strict typing (mypy) over the library, perf and
 the rater app. Without ruff or mypy these skip, unless SREVAL_REQUIRE_TOOLS=1 (CI), where they fail instead."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(
     "command",
     [
-        [sys.executable, "-m", "ruff", "check", "sreval", "bench", "raters_app", "tests", "tools"],
-        [sys.executable, "-m", "mypy", "sreval", "bench", "raters_app"],
+        [sys.executable, "-m", "ruff", "check", "sreval", "perf", "raters_app", "tests", "tools"],
+        [sys.executable, "-m", "mypy", "sreval", "perf", "raters_app"],
     ],
     ids=["ruff", "mypy"],
 )

@@ -15,19 +15,19 @@ import pandas as pd
 import pytest
 from sqlalchemy import Connection, create_engine, event, inspect, text
 
+from sreval.db import migrations
+from sreval.db.tables import Base
 from sreval.errors import SrevalError
-from sreval.store import (
+from sreval.results import (
     ImageRecord,
     MethodRecord,
     RunRecord,
     Store,
     ValueRecord,
-    api,
-    migrations,
     open_store,
 )
-from sreval.store.api import mask_url
-from sreval.store.models import Base
+from sreval.results import store as api
+from sreval.results.store import mask_url
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 

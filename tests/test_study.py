@@ -24,13 +24,13 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from sreval.bench.cache import Cache
+from sreval.benchmark.cache import Cache
 from sreval.cli import main
-from sreval.data.datasets import get_dataset, load_hr
+from sreval.datasets.registry import get_dataset, load_hr
+from sreval.db.tables import Base
 from sreval.errors import SrevalError
 from sreval.imageio import load_image, save_png
-from sreval.store import open_store
-from sreval.store.models import Base
+from sreval.results import open_store
 from sreval.study import (
     EXPORT_COLUMNS,
     Item,

@@ -18,8 +18,8 @@ import torch
 from conftest import _require
 from PIL import Image
 
-from sreval.data.imresize import VARIANTS, imresize
 from sreval.errors import SrevalError
+from sreval.matlab.imresize import VARIANTS, imresize
 from sreval.train.data import (
     CROP_ESRGAN,
     CROP_SRRESNET,

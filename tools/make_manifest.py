@@ -1,4 +1,4 @@
-"""Regenerate sreval/data/manifest.csv from a verified copy of the benchmark sets.
+"""Regenerate sreval/datasets/manifest.csv from a verified copy of the benchmark sets.
 
 Maintainer tool, not part of the package: run it once against a trusted data root, review the diff, commit.
 Set5/Set14 images get their usual names (baby, baboon, ...) from the data root's names.csv; the others keep
@@ -20,7 +20,7 @@ SETS = {"set5": "Set5", "set14": "Set14", "bsd100": "BSD100", "urban100": "Urban
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("data_root", type=Path)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "sreval/data/manifest.csv")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "sreval/datasets/manifest.csv")
     args = parser.parse_args()
 
     names: dict[tuple[str, str], str] = {}

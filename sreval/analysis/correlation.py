@@ -95,7 +95,7 @@ def correlate(x: NDArray[np.float64], y: NDArray[np.float64]) -> dict[str, float
 def metric_values(url: str | None, runs: list[int] | None = None) -> tuple[pd.DataFrame, list[int]]:
     """Metric values of the results store (method, dataset, image, metric, value) and the run ids they come from:
     the given runs, or every stored run; later runs win."""
-    from sreval.store import open_store
+    from sreval.results import open_store
 
     with open_store(url) as store:
         ids = list(runs) if runs else [int(i) for i in store.list_runs()["id"]]

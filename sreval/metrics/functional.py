@@ -1,7 +1,7 @@
 """PSNR and SSIM as pure, batched torch functions in float64.
 
 Inputs are planes (N, C, H, W) on the 0..255 scale (uint8 or float); choose the plane with
-`sreval.data.color.luma_pair` first. `shave` pixels are removed from every border before anything else.
+`sreval.matlab.color.luma_pair` first. `shave` pixels are removed from every border before anything else.
 SSIM follows Wang et al.'s reference `ssim_index.m`: an 11×11 Gaussian window with σ = 1.5 (normalised to sum 1),
 C1 = (0.01·L)², C2 = (0.03·L)², 'valid' filtering (no padding) and the mean of the SSIM map. The Gaussian is
 separable, so the window is applied as two 11-tap passes: the same sums in a different order (differences are at

@@ -34,8 +34,8 @@ import scipy.special
 import torch
 import torch.nn.functional as F
 
-from sreval.data.imresize import imresize_float
 from sreval.errors import SrevalError
+from sreval.matlab.imresize import imresize_float
 
 FEATURES_PER_SCALE = 18
 N_FEATURES = 2 * FEATURES_PER_SCALE

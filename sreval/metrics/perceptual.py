@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import torch
 
 from sreval.assets import resolve, sha256_of
-from sreval.data.color import rgb_to_y
+from sreval.matlab.color import rgb_to_y
 from sreval.metrics.niqe import NiqeModel, load_niqe_model, niqe
 from sreval.metrics.nrqm import NrqmModel, load_nrqm_model, nrqm_features, nrqm_score
 from sreval.metrics.registry import DerivedMetric, Metric, MetricInfo, register_metric

@@ -15,8 +15,8 @@ from typing import ClassVar, Literal, TypeVar
 import torch
 
 from sreval.assets import AssetMissing
-from sreval.data.color import luma_pair
 from sreval.errors import SrevalError
+from sreval.matlab.color import luma_pair
 from sreval.metrics import functional
 from sreval.protocol import Protocol
 

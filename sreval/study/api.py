@@ -49,10 +49,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import aliased
 
 from sreval import settings
-from sreval.errors import SrevalError
-from sreval.store import migrations
-from sreval.store.api import _reason, create_store_engine, mask_url
-from sreval.store.models import (
+from sreval.db import migrations
+from sreval.db.tables import (
     STIMULUS_KINDS,
     Problem,
     Rater,
@@ -63,6 +61,8 @@ from sreval.store.models import (
     StudyImage,
     StudyMethod,
 )
+from sreval.errors import SrevalError
+from sreval.results.store import _reason, create_store_engine, mask_url
 from sreval.study.schedule import MIN_RETEST_GAP, Phase, build_schedule, rater_seed
 from sreval.study.security import MAX_TOKEN_LENGTH, new_token, token_sha256
 

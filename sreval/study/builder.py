@@ -53,11 +53,11 @@ from typing import Any
 import numpy as np
 
 from sreval import __version__
-from sreval.bench.cache import Cache
-from sreval.bench.methods import Method, MethodInput, NearestNeighbour, parse_methods
-from sreval.data.datasets import SCALE, Dataset, ImageEntry, load_hr, mod_crop, parse_datasets, require_files
+from sreval.benchmark.cache import Cache
+from sreval.datasets.registry import SCALE, Dataset, ImageEntry, load_hr, mod_crop, parse_datasets, require_files
 from sreval.errors import SrevalError
 from sreval.imageio import LoadedImage, load_image, pixels_sha256, save_png
+from sreval.methods.base import Method, MethodInput, NearestNeighbour, parse_methods
 from sreval.protocol import Protocol
 from sreval.study.api import (
     DraftImage,

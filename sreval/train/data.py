@@ -43,9 +43,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from sreval.data.imresize import Variant, imresize
 from sreval.errors import SrevalError
 from sreval.imageio import DEFAULT_MAX_PIXELS, load_image
+from sreval.matlab.imresize import Variant, imresize
 
 log = logging.getLogger(__name__)
 

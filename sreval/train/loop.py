@@ -53,9 +53,9 @@ from tqdm import tqdm
 
 from sreval import __version__, zoo
 from sreval.archs import create_model
-from sreval.data.imresize import Variant
 from sreval.errors import SrevalError
 from sreval.fileutil import atomic_open
+from sreval.matlab.imresize import Variant
 from sreval.train import losses as L
 from sreval.train.data import index_images, make_loader, make_lr, to_unit
 from sreval.train.recipes import Recipe
@@ -356,12 +356,12 @@ def validate(generator: nn.Module, recipe: Recipe, data_root: Path, device: torc
     """PSNR/SSIM (Y, shave = scale) of the generator on the recipe's validation sets, by sreval's protocol.
 
     An output that is not finite or far outside [0, 1] is a `SrevalError` naming the image (`check_output`)."""
-    from sreval.bench.model_methods import check_output, quantise_im2uint8
-    from sreval.data.color import luma_pair
-    from sreval.data.datasets import get_dataset, load_hr
-    from sreval.data.imresize import imresize
+    from sreval.datasets.registry import get_dataset, load_hr
     from sreval.imageio import to_tensor
     from sreval.inference import InferenceOptions, Upscaler
+    from sreval.matlab.color import luma_pair
+    from sreval.matlab.imresize import imresize
+    from sreval.methods.network import check_output, quantise_im2uint8
     from sreval.metrics.functional import psnr, ssim
 
     inner = generator.module if isinstance(generator, nn.parallel.DistributedDataParallel) else generator
@@ -453,7 +453,7 @@ def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
             "validation needs the benchmark data: set --data-root / SREVAL_DATA_ROOT, or --set validate_every=0"
         )
     if recipe.validate_every and options.data_root is not None:
-        from sreval.data.datasets import parse_datasets, require_files
+        from sreval.datasets.registry import parse_datasets, require_files
 
         # Fail now, not at the first validation hours into the run.
         require_files(parse_datasets(",".join(recipe.validation_sets)), options.data_root)

@@ -27,8 +27,8 @@ from typing import Literal
 
 import torch
 
-from sreval.data.matlab import matlab_round
 from sreval.errors import SrevalError
+from sreval.matlab.rounding import matlab_round
 
 Variant = Literal["uint8", "double"]
 Border = Literal["symmetric", "replicate"]

@@ -1,5 +1,5 @@
 """Results database: every run, the methods and images it evaluated, and each metric value (see `api`)."""
 
-from sreval.store.api import ImageRecord, MethodRecord, RunRecord, Store, ValueRecord, open_store
+from sreval.results.store import ImageRecord, MethodRecord, RunRecord, Store, ValueRecord, open_store
 
 __all__ = ["ImageRecord", "MethodRecord", "RunRecord", "Store", "ValueRecord", "open_store"]

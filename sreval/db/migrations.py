@@ -44,8 +44,8 @@ from sqlalchemy import (
     update,
 )
 
+from sreval.db.tables import Base, SchemaVersion
 from sreval.errors import SrevalError
-from sreval.store.models import Base, SchemaVersion
 
 log = logging.getLogger(__name__)
 

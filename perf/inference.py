@@ -9,7 +9,7 @@ FLOPs are those of one whole-image forward, counted analytically over the Conv2d
 are left out, as they are negligible next to the convolutions. The engine is credited with the same FLOPs, so
 its "effective" rate is charged for the context it recomputes around tiles.
 
-    python bench/inference.py [--device cpu|cuda] [--size 128] [--repeats 3] [--models srresnet,rrdbnet]
+    python perf/inference.py [--device cpu|cuda] [--size 128] [--repeats 3] [--models srresnet,rrdbnet]
                               [--precision fp32|bf16|fp16] [--compile/--no-compile] [--tile 192] [--batch 8]
 
 Engine defaults: on CUDA bf16 + channels_last + torch.compile, on the CPU fp32 without either.

@@ -66,7 +66,7 @@ class Dataset:
 def registry() -> dict[str, Dataset]:
     """All known datasets, keyed by their lower-case name."""
     grouped: dict[str, list[ImageEntry]] = {key: [] for key in _FOLDERS}
-    text = files("sreval.data").joinpath("manifest.csv").read_text()
+    text = files("sreval.datasets").joinpath("manifest.csv").read_text()
     for row in csv.DictReader(text.splitlines()):
         entry = ImageEntry(
             dataset=row["dataset"], name=row["image"], path=row["path"], sha256=row["sha256"],

@@ -29,11 +29,11 @@ import numpy as np
 import torch
 
 from sreval import assets, zoo
-from sreval.bench.methods import Method, MethodInput
-from sreval.data.matlab import matlab_round
 from sreval.errors import SrevalError
 from sreval.imageio import from_tensor, to_tensor
 from sreval.inference import InferenceOptions, Upscaler
+from sreval.matlab.rounding import matlab_round
+from sreval.methods.base import Method, MethodInput
 
 MATLAB_LR_SUFFIX = "-matlab-lr"
 

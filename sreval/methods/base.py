@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from sreval.bench.matching import match_folder
-from sreval.data.datasets import Dataset, ImageEntry
-from sreval.data.imresize import imresize
+from sreval.datasets.registry import Dataset, ImageEntry
 from sreval.errors import SrevalError
 from sreval.imageio import LoadedImage, from_tensor, load_image, to_tensor
+from sreval.matlab.imresize import imresize
+from sreval.methods.matching import match_folder
 from sreval.protocol import Protocol
 
 if TYPE_CHECKING:
@@ -208,7 +208,7 @@ def create_method(
     """`nn`, `bicubic`, `folder:PATH`, a zoo model's name (whatever other packages registered); `options` and
     `asset_paths` are for zoo models (how to run the network, where its external weights are)."""
     # Imported here: model_methods builds on this module.
-    from sreval.bench.model_methods import zoo_method, zoo_method_names
+    from sreval.methods.network import zoo_method, zoo_method_names
 
     spec = spec.strip()
     prefix, sep, arg = spec.partition(":")

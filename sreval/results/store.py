@@ -28,9 +28,9 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from sreval import settings
+from sreval.db import migrations
+from sreval.db.tables import Base, CachedMetricValue, Image, Method, MetricValue, Run, RunImage, RunMethod
 from sreval.errors import SrevalError
-from sreval.store import migrations
-from sreval.store.models import Base, CachedMetricValue, Image, Method, MetricValue, Run, RunImage, RunMethod
 
 log = logging.getLogger(__name__)
 

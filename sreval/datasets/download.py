@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from sreval.data.datasets import Dataset, ImageEntry, check_file
+from sreval.datasets.registry import Dataset, ImageEntry, check_file
 from sreval.errors import SrevalError
 from sreval.fileutil import atomic_open
 

@@ -17,8 +17,8 @@ from typing import Literal
 
 import torch
 
-from sreval.data.matlab import matlab_round
 from sreval.errors import SrevalError
+from sreval.matlab.rounding import matlab_round
 
 YMode = Literal["matlab", "float"]
 Y_MODES: tuple[YMode, ...] = ("matlab", "float")

@@ -27,7 +27,7 @@ same weights). Target: ≥ 3× on an H100.
 The training images are a synthetic folder of smooth random images made in a temporary folder (so the script
 runs anywhere), unless --train-dir names a folder or a training set under $SREVAL_TRAINING_ROOT (e.g. T91).
 
-    python bench/train.py [--device cpu|cuda] [--models srresnet,rrdbnet] [--batch 16] [--crop 96] [--steps 50]
+    python perf/train.py [--device cpu|cuda] [--models srresnet,rrdbnet] [--batch 16] [--crop 96] [--steps 50]
                           [--warmup 10] [--train-dir T91] [--compile/--no-compile] [--workers 2] [--threads N]
 
 Defaults on CUDA: batch 16, crops 96 (SRResNet) and 128 (RRDBNet) as in the papers, 10 + 50 steps, compile on,
@@ -53,8 +53,8 @@ from PIL import Image
 from torch import nn
 
 from sreval.archs import create_model
-from sreval.data.imresize import Variant
 from sreval.errors import SrevalError
+from sreval.matlab.imresize import Variant
 from sreval.train.data import TrainingImages, index_images, make_loader, make_lr, resolve_train_dir, to_unit
 from sreval.train.loop import TrainOptions, train
 from sreval.train.recipes import Recipe, get_recipe, with_overrides
@@ -204,7 +204,7 @@ def run() -> None:
             }
             if args.channels_last is not None:
                 overrides["channels_last"] = args.channels_last
-            recipe = with_overrides(get_recipe(RECIPE_OF[name]), overrides, "bench/train.py")
+            recipe = with_overrides(get_recipe(RECIPE_OF[name]), overrides, "perf/train.py")
             images = index_images(train_dir, recipe.crop)
             naive = naive_loop(recipe, images, device, warmup, steps, workers)
             if cuda:

@@ -12,7 +12,7 @@ and of a whole answer (submit + routing), ratings stored per second, and the sub
 database stayed busy past its timeout (the rater answers again). Targets: submit p95 < 100 ms with a 1 s
 pause, and no refused submit.
 
-    python bench/app_load.py [--raters 50] [--items 30] [--processes 1] [--think 1,0] [--pg-url URL]
+    python perf/app_load.py [--raters 50] [--items 30] [--processes 1] [--think 1,0] [--pg-url URL]
                              [--backends sqlite,postgresql]
 
 The study is synthetic (small random PNGs, no benchmark data needed): `--items` test stimuli plus 2 gold and

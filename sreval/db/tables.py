@@ -1,7 +1,7 @@
 """Tables of the results database, as SQLAlchemy 2 declarative models.
 
 These classes always describe the *latest* schema: a fresh database is created from them directly,
-an older one is brought up to them by `sreval.store.migrations`. Changing anything here therefore needs a
+an older one is brought up to them by `sreval.db.migrations`. Changing anything here therefore needs a
 new migration step (tests/test_store.py keeps a snapshot of the columns to catch a forgotten one).
 
 Methods and images are shared between runs (a method row per identity hash, an image row per
@@ -66,7 +66,7 @@ class Base(DeclarativeBase):
 
 
 class SchemaVersion(Base):
-    """The single row saying which migration the database is at (see `sreval.store.migrations`)."""
+    """The single row saying which migration the database is at (see `sreval.db.migrations`)."""
 
     __tablename__ = "schema_version"
 

@@ -8,7 +8,7 @@ pyiqa is not a dependency of sreval (non-commercial licence, heavy). Run this in
 with sreval on the path, e.g. a venv with `torch==2.14.1 torchvision==0.29.1` and `pip install --no-deps pyiqa`
 (+ huggingface_hub, pyyaml, opencv-python-headless, scipy, pillow):
 
-    PYTHONPATH=. python bench/perceptual.py [--data-root ../shared/data] [--device cpu|cuda] [--images N] [--skip-nrqm]
+    PYTHONPATH=. python perf/perceptual.py [--data-root ../shared/data] [--device cpu|cuda] [--images N] [--skip-nrqm]
 """
 
 from __future__ import annotations

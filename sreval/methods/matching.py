@@ -18,7 +18,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sreval.data.datasets import Dataset, ImageEntry
+from sreval.datasets.registry import Dataset, ImageEntry
 from sreval.errors import SrevalError
 
 #: Suffixes of the formats `sreval.imageio.load_image` reads (GIF included: a single 8-bit frame is read exactly).

@@ -23,7 +23,7 @@ def _key(*parts: str) -> str:
 
 
 class MetricValueStore(Protocol):
-    """Where metric values are remembered (`sreval.store.Store` in practice)."""
+    """Where metric values are remembered (`sreval.results.Store` in practice)."""
 
     def cached_metrics(self, pair_key: str) -> dict[str, float]: ...
 

@@ -19,14 +19,14 @@ import torch
 from tqdm import tqdm
 
 from sreval import __version__
-from sreval.bench.cache import Cache
-from sreval.bench.methods import Method, MethodInput
-from sreval.data.datasets import Dataset, load_hr, require_files
+from sreval.benchmark.cache import Cache
+from sreval.datasets.registry import Dataset, load_hr, require_files
 from sreval.imageio import pixels_sha256, to_tensor
+from sreval.methods.base import Method, MethodInput
 from sreval.metrics import Metric, score_all
 from sreval.protocol import Protocol
 from sreval.provenance import describe_device, git_commit
-from sreval.store import ImageRecord, MethodRecord, RunRecord, ValueRecord
+from sreval.results import ImageRecord, MethodRecord, RunRecord, ValueRecord
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ Both score the same bicubic ×4 outputs of all four sets against their HR images
 The script first checks that the two agree (|ΔPSNR| ≤ 1e-6 dB, |ΔSSIM| ≤ 1e-9), then prints the time of each and
 the speed ratio, per set and overall. Target: ≥ 5× on CPU.
 
-    python bench/metrics.py [--data-root DIR] [--device cpu|cuda] [--repeat 3] [--threads N]
+    python perf/metrics.py [--data-root DIR] [--device cpu|cuda] [--repeat 3] [--threads N]
 
 Image decoding and the bicubic outputs are prepared once, outside the timed part.
 """
@@ -23,9 +23,9 @@ import scipy.signal
 import torch
 
 from sreval import settings
-from sreval.data.datasets import load_hr, registry
-from sreval.data.imresize import imresize
+from sreval.datasets.registry import load_hr, registry
 from sreval.imageio import from_tensor, to_tensor
+from sreval.matlab.imresize import imresize
 from sreval.metrics import create_metric, score_all
 from sreval.protocol import Protocol
 
