@@ -45,7 +45,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 import torch
@@ -54,8 +53,8 @@ from torch import nn
 
 from sreval.archs import create_model
 from sreval.errors import SrevalError
-from sreval.matlab.imresize import Variant
-from sreval.train.data import TrainingImages, index_images, make_loader, make_lr, resolve_train_dir, to_unit
+from sreval.train.batches import make_loader, make_lr, to_unit
+from sreval.train.data import TrainingImages, index_images, resolve_train_dir
 from sreval.train.loop import TrainOptions, train
 from sreval.train.recipes import Recipe, get_recipe, with_overrides
 
@@ -111,7 +110,7 @@ def naive_loop(
     start = time.perf_counter()
     for step, hr_u8 in enumerate(loader, 1):
         hr_u8 = hr_u8.to(device)
-        lr = to_unit(make_lr(hr_u8, recipe.scale, variant=cast(Variant, recipe.degradation)))
+        lr = to_unit(make_lr(hr_u8, recipe.scale, variant=recipe.degradation))
         hr = to_unit(hr_u8)
         sr = model(lr)
         loss = criterion(sr, hr)

@@ -20,19 +20,14 @@ from PIL import Image
 
 from sreval.errors import SrevalError
 from sreval.matlab.imresize import VARIANTS, imresize
+from sreval.train.batches import TRANSFORMS, RandomCrops, StepBatches, make_loader, make_lr, to_unit
 from sreval.train.data import (
     CROP_ESRGAN,
     CROP_SRRESNET,
-    TRANSFORMS,
-    RandomCrops,
-    StepBatches,
     TrainingImages,
     find_images,
     index_images,
-    make_loader,
-    make_lr,
     resolve_train_dir,
-    to_unit,
     training_root,
 )
 

@@ -325,76 +325,7 @@ def test_texture_gradient_reaches_sr(standin_vgg19: Path) -> None:
     assert sr.grad is not None and sr.grad.abs().sum() > 0
 
 
-# --- Adversarial ------------------------------------------------------------------------------------------------
-
-
-def test_standard_gan_losses_hand_computed() -> None:
-    zeros = torch.zeros(4, 1)
-    assert losses.gan_generator_loss(zeros).item() == pytest.approx(math.log(2))
-    assert losses.gan_discriminator_loss(zeros, zeros).item() == pytest.approx(2 * math.log(2))
-    real, fake = torch.tensor([2.0, -1.0]), torch.tensor([0.5, -3.0])
-    sig = torch.sigmoid
-    expected_g = -torch.log(sig(fake)).mean()
-    expected_d = -torch.log(sig(real)).mean() - torch.log(1 - sig(fake)).mean()
-    torch.testing.assert_close(losses.gan_generator_loss(fake), expected_g)
-    torch.testing.assert_close(losses.gan_discriminator_loss(real, fake), expected_d)
-
-
-def test_ragan_losses_hand_computed_and_symmetric() -> None:
-    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([0.0, 2.0])  # E C(x_r) = 2, E C(x_f) = 1
-    # D: σ(real − 1) = σ([0, 2]) should be 1, σ(fake − 2) = σ([−2, 0]) should be 0.
-    d = (math.log(2) + math.log(1 + math.exp(-2))) / 2 / 2 + (math.log(1 + math.exp(-2)) + math.log(2)) / 2 / 2
-    g = (math.log(2) + math.log(1 + math.exp(2))) / 2 / 2 + (math.log(1 + math.exp(2)) + math.log(2)) / 2 / 2
-    assert losses.ragan_discriminator_loss(real, fake).item() == pytest.approx(d)
-    assert losses.ragan_generator_loss(real, fake).item() == pytest.approx(g)
-    gen = torch.Generator().manual_seed(3)
-    r, f = torch.randn(5, 1, generator=gen), torch.randn(5, 1, generator=gen)
-    # ESRGAN Eq. 2 is Eq. 1 with the roles of real and fake exchanged.
-    assert torch.equal(losses.ragan_generator_loss(r, f), losses.ragan_discriminator_loss(f, r))
-    assert torch.equal(losses.ragan_discriminator_loss(r, f), losses.ragan_generator_loss(f, r))
-
-
-def test_ragan_generator_gradient_flows_through_both_terms() -> None:
-    real = torch.tensor([1.0, -1.0])
-    fake = torch.tensor([0.3, 0.1], requires_grad=True)
-    losses.ragan_generator_loss(real, fake).backward()
-    assert fake.grad is not None and torch.all(fake.grad < 0)  # raising C(x_f) lowers the generator loss
-
-
-def test_adversarial_losses_are_finite_for_large_logits() -> None:
-    big, small = torch.full((3,), 100.0), torch.full((3,), -100.0)
-    worst = [
-        (losses.gan_generator_loss(small), 100.0),
-        (losses.gan_discriminator_loss(small, big), 200.0),
-        (losses.ragan_generator_loss(big, small), 200.0),
-        (losses.ragan_discriminator_loss(small, big), 200.0),
-    ]
-    for value, expected in worst:
-        assert torch.isfinite(value) and value.item() == pytest.approx(expected)
-    assert losses.gan_discriminator_loss(big, small).item() == pytest.approx(0.0, abs=1e-30)
-    assert losses.ragan_discriminator_loss(big, small).item() == pytest.approx(0.0, abs=1e-30)
-    logits = torch.tensor([100.0, -100.0], requires_grad=True)
-    losses.ragan_generator_loss(logits[:1], logits[1:]).backward()
-    assert logits.grad is not None and torch.isfinite(logits.grad).all()
-
-
-# --- Combining terms and recipe constants -----------------------------------------------------------------------
-
-
-def test_loss_terms_weight_sum_and_log() -> None:
-    terms = losses.LossTerms(losses.ESRGAN_TERMS)
-    values = {"perceptual": torch.tensor(2.0, requires_grad=True), "adversarial": torch.tensor(4.0),
-              "pixel": torch.tensor(10.0)}  # fmt: skip
-    total, logged = terms(values)
-    assert total.item() == pytest.approx(2.0 + 5e-3 * 4.0 + 1e-2 * 10.0)
-    assert {k: v.item() for k, v in logged.items()} == pytest.approx(
-        {"perceptual": 2.0, "adversarial": 4.0, "pixel": 10.0, "total": total.item()}
-    )
-    assert not logged["perceptual"].requires_grad
-    total.backward()
-    assert values["perceptual"].grad is not None
-    with pytest.raises(SrevalError, match="missing pixel, unweighted texture"):
-        terms({"perceptual": values["perceptual"], "adversarial": values["adversarial"], "texture": torch.tensor(1.0)})
+# --- Recipe constants ---------------------------------------------------------------------------------------
 
 
 def test_recipe_constants() -> None:

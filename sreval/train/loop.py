@@ -30,19 +30,15 @@ BatchNorm therefore trains slightly differently with several processes (a warnin
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
 import logging
 import math
-import os
-import shutil
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, cast
+from typing import Any
 
 import safetensors.torch
 import torch
@@ -51,21 +47,28 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
-from sreval import __version__, zoo
+from sreval import __version__
 from sreval.archs import create_model
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 from sreval.fileutil import atomic_open
-from sreval.matlab.imresize import Variant
-from sreval.train import losses as L
-from sreval.train.data import index_images, make_loader, make_lr, to_unit
+from sreval.train.batches import make_loader, make_lr, to_unit
+from sreval.train.checkpoints import (
+    FINAL,
+    CheckpointReader,
+    checkpoint_dirs,
+    init_generator,
+    load_into,
+    save_checkpoint,
+    state_dict,
+)
+from sreval.train.data import index_images
+from sreval.train.devices import autocast, average_gradients, dist_from_env
+from sreval.train.logs import CsvLog, tensorboard
+from sreval.train.loss_terms import BuildContext, DiscriminatorView, Objective, StepView
 from sreval.train.recipes import Recipe
-from sreval.train.vgg import VGGFeatures
+from sreval.train.validation import validate
 
 log = logging.getLogger(__name__)
-
-CHECKPOINTS = "checkpoints"
-FINAL = "final"
-KEEP_CHECKPOINTS = 2
 
 
 @dataclass
@@ -89,317 +92,6 @@ class TrainResult:
     validation: list[dict[str, Any]] = field(default_factory=list)
 
 
-# --- Distributed ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _dist_from_env(device_type: str) -> Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return Dist()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def _average_gradients(module: nn.Module, world: int) -> None:
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if world == 1 or not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
-
-
-# --- Losses --------------------------------------------------------------------------------------------------
-
-
-class DiscriminatorView:
-    """The discriminator's logits on this step's real and generated images, computed once and only when a GAN
-    term asks: real without gradient, fake with gradient to the generator (the discriminator stays fixed)."""
-
-    def __init__(self, discriminator: nn.Module | None, hr: torch.Tensor, sr: torch.Tensor, recipe: Recipe) -> None:
-        self.discriminator, self.hr, self.sr, self.recipe = discriminator, hr, sr, recipe
-        self._logits: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def logits(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._logits is None:
-            if self.discriminator is None:
-                raise SrevalError(f"recipe {self.recipe.name} weights a GAN term but has no discriminator")
-            params = list(self.discriminator.parameters())
-            for p in params:
-                p.requires_grad_(False)
-            try:
-                with _autocast(self.recipe, self.sr.device):
-                    real = self.discriminator(self.hr).float().detach()
-                    fake = self.discriminator(self.sr).float()
-            finally:
-                for p in params:
-                    p.requires_grad_(True)
-            self._logits = (real, fake)
-        return self._logits
-
-
-class GeneratorObjective:
-    """The recipe's loss terms (unweighted values by name); VGG-based terms load VGG19 (checksummed) once."""
-
-    def __init__(self, recipe: Recipe, options: TrainOptions, device: torch.device) -> None:
-        self.names = list(recipe.losses)
-        vgg = {"allow_unverified": options.allow_unverified_vgg}
-        self.modules: dict[str, nn.Module] = {}
-        for term in self.names:
-            if term == "mse":
-                self.modules[term] = L.PixelLoss("mse")
-            elif term == "l1":
-                self.modules[term] = L.PixelLoss("l1")
-            elif term == "tv":
-                self.modules[term] = L.TotalVariationLoss()
-            elif term == "vgg22":
-                self.modules[term] = L.srgan_vgg_loss("vgg22", options.vgg_weights, **vgg)
-            elif term == "vgg54":
-                self.modules[term] = L.srgan_vgg_loss("vgg54", options.vgg_weights, **vgg)
-            elif term == "vgg54_pre":
-                self.modules[term] = L.esrgan_perceptual_loss(options.vgg_weights, **vgg)
-            elif term in ("enet_perceptual", "texture") and term not in self.modules:
-                perceptual, texture = L.enhancenet_losses(options.vgg_weights, **vgg)  # one shared VGG19
-                self.modules["enet_perceptual"], self.modules["texture"] = perceptual, texture
-            elif term not in ("gan", "ragan", "enet_perceptual", "texture"):
-                raise SrevalError(f"no implementation for loss term {term!r}")  # recipes are checked; a bug
-        for module in self.modules.values():
-            module.to(device)
-        vggs = [v for m in self.modules.values() if isinstance(v := getattr(m, "vgg", None), VGGFeatures)]
-        #: False when a VGG-based term runs on stand-in weights (tests): such a run must never become a model.
-        self.vgg_verified = all(v.weights_verified for v in vggs)
-        self.uses_vgg = bool(vggs)
-
-    def __call__(self, sr: torch.Tensor, hr: torch.Tensor, d: DiscriminatorView) -> dict[str, torch.Tensor]:
-        values: dict[str, torch.Tensor] = {}
-        enet = self.modules.get("enet_perceptual"), self.modules.get("texture")
-        both = {"enet_perceptual", "texture"} <= set(self.names)
-        if both and isinstance(enet[0], L.PerceptualLoss) and isinstance(enet[1], L.TextureLoss):
-            # EnhanceNet-PAT's two VGG terms share one VGG19: run it once per step, not once per term.
-            features = L.vgg_feature_pair(enet[0].vgg, sr, hr)
-            values["enet_perceptual"] = enet[0].from_features(*features)
-            values["texture"] = enet[1].from_features(*features)
-        for term in self.names:
-            if term in values:
-                continue
-            if term == "tv":
-                values[term] = self.modules[term](sr)
-            elif term == "gan":
-                values[term] = L.gan_generator_loss(d.logits()[1])
-            elif term == "ragan":
-                values[term] = L.ragan_generator_loss(*d.logits())
-            else:
-                values[term] = self.modules[term](sr, hr)
-        return values
-
-
-# --- Checkpoints ---------------------------------------------------------------------------------------------
-
-
-def _state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
-    inner = module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
-    inner = getattr(inner, "_orig_mod", inner)  # torch.compile wrapper
-    return {k: v.detach().to("cpu").contiguous() for k, v in inner.state_dict().items()}
-
-
-def _load_into(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
-    inner = module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
-    inner = getattr(inner, "_orig_mod", inner)
-    expected = inner.state_dict()
-    problems = zoo.state_dict_mismatch(expected, state)
-    if problems:
-        raise SrevalError(f"{what} does not fit the recipe's network: {'; '.join(problems)}")
-    inner.load_state_dict(state)
-
-
-def checkpoint_dirs(out: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
-    root = out / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.glob("step_*") if (p / "state.json").is_file())
-
-
-def _save_checkpoint(
-    out: Path, step: int, recipe: Recipe, nets: dict[str, nn.Module], optimizers: dict[str, Any], wall_s: float
-) -> Path:
-    root = out / CHECKPOINTS
-    final = root / f"step_{step:08d}"
-    if final.exists():
-        return final
-    tmp = root / f".tmp_step_{step:08d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name, net in nets.items():
-        safetensors.torch.save_file(_state_dict(net), str(tmp / f"{name}.safetensors"))
-    torch.save(optimizers, tmp / "optimizers.pt")
-    state = {"step": step, "recipe": recipe.as_dict(), "wall_s": wall_s, "sreval": __version__}
-    (tmp / "state.json").write_text(json.dumps(state, indent=1))
-    os.replace(tmp, final)
-    for old in checkpoint_dirs(out)[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-class _CheckpointReader:
-    """Reads one checkpoint folder back. Any file in it that cannot be read (truncated by a full disk, changed by
-    hand, replaced by something else) is a `SrevalError` naming the file and saying how to go on: delete the
-    folder to resume from the checkpoint before it, or start afresh. `optimizers.pt` is only ever read with
-    `weights_only=True`, so a tampered file is refused rather than run."""
-
-    def __init__(self, folder: Path, older: Path | None) -> None:
-        self.folder, self.older = folder, older
-
-    def damaged(self, name: str, reason: str) -> SrevalError:
-        if self.older is not None:
-            then = f"delete {self.folder} to resume from the older checkpoint {self.older.name}"
-        else:
-            then = f"delete {self.folder} to start this run again from step 0 (there is no older checkpoint)"
-        return SrevalError(
-            f"cannot resume: checkpoint file {self.folder / name} is damaged or unreadable: {reason}. To go on, "
-            f"{then}, or start afresh with another --out"
-        )
-
-    def state(self) -> dict[str, Any]:
-        try:
-            state = json.loads((self.folder / "state.json").read_text(encoding="utf-8"))
-            if not isinstance(state, dict) or not {"step", "recipe", "wall_s"} <= state.keys():
-                raise ValueError("it lacks the step, recipe and wall_s that sreval writes")
-            state["step"], state["wall_s"] = int(state["step"]), float(state["wall_s"])
-        except OSError as error:
-            raise self.damaged("state.json", str(error.strerror or error)) from None
-        except (ValueError, TypeError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            raise self.damaged("state.json", f"not the JSON sreval writes: {error}") from None
-        return state
-
-    def tensors(self, name: str) -> dict[str, torch.Tensor]:
-        try:
-            return zoo.parse_safetensors((self.folder / name).read_bytes())
-        except OSError as error:
-            raise self.damaged(name, str(error.strerror or error)) from None
-        except ValueError as error:
-            raise self.damaged(name, str(error)) from None
-
-    def load_optimizers(self, targets: dict[str, Any]) -> None:
-        """Loads the saved states into the optimisers and schedulers of `targets` (None values are skipped)."""
-        name = "optimizers.pt"
-        wanted = [key for key, target in targets.items() if target is not None]
-        try:
-            # On the CPU: load_state_dict moves each state to its parameter's device. Any failure to read a
-            # CPU-only file of tensors and plain containers means the file is damaged; torch's own message is
-            # not passed on, since for a refused object it advises loading with weights_only=False.
-            saved = torch.load(self.folder / name, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch.load raises many types for damaged archives (zip, pickle, storage)
-            raise self.damaged(
-                name, f"torch cannot read it as tensors and plain values ({type(error).__name__})"
-            ) from None
-        if not isinstance(saved, dict) or not set(wanted) <= saved.keys():
-            raise self.damaged(name, f"it does not hold the states sreval writes ({', '.join(wanted)})")
-        try:
-            for key in wanted:
-                targets[key].load_state_dict(saved[key])
-        except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as error:
-            raise self.damaged(name, f"its {key} state does not fit this run's recipe ({error})") from None
-
-
-# --- Logs ----------------------------------------------------------------------------------------------------
-
-
-class CsvLog:
-    """Append-only CSV; on resume, rows after the checkpoint's step are dropped (they will be redone)."""
-
-    def __init__(self, path: Path, fields: list[str], resume_step: int) -> None:
-        self.path = path
-        self.fields = fields
-        rows: list[dict[str, str]] = []
-        if path.is_file():
-            with path.open(newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-        with atomic_open(path, newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def write(self, row: dict[str, Any]) -> None:
-        with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore").writerow(row)
-
-
-def _tensorboard(out: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # optional: CSV logs are always written
-        return None
-    return SummaryWriter(str(out / "tensorboard"))
-
-
-# --- Validation ----------------------------------------------------------------------------------------------
-
-
-def validate(generator: nn.Module, recipe: Recipe, data_root: Path, device: torch.device) -> list[dict[str, Any]]:
-    """PSNR/SSIM (Y, shave = scale) of the generator on the recipe's validation sets, by sreval's protocol.
-
-    An output that is not finite or far outside [0, 1] is a `SrevalError` naming the image (`check_output`)."""
-    from sreval.datasets.registry import get_dataset, load_hr
-    from sreval.imageio import to_tensor
-    from sreval.inference import InferenceOptions, Upscaler
-    from sreval.matlab.color import luma_pair
-    from sreval.matlab.imresize import imresize
-    from sreval.methods.network import check_output, quantise_im2uint8
-    from sreval.metrics.functional import psnr, ssim
-
-    inner = generator.module if isinstance(generator, nn.parallel.DistributedDataParallel) else generator
-    was_training = inner.training
-    upscaler = Upscaler(inner, recipe.scale, device, InferenceOptions(tile=128, overlap=16, batch=4))
-    rows = []
-    try:
-        for key in recipe.validation_sets:
-            dataset = get_dataset(key)
-            values: list[tuple[float, float]] = []
-            for entry in dataset.images:
-                hr = to_tensor(load_hr(entry, data_root).pixels).to(device)
-                lr = imresize(hr, 1 / recipe.scale, variant=cast(Variant, recipe.degradation))
-                if lr.shape[1] == 1:
-                    lr = lr.expand(-1, 3, -1, -1)
-                y = upscaler(lr.float() / 255)
-                # A NaN (e.g. from BatchNorm statistics that only evaluation mode uses) must stop the run, not
-                # become a PSNR of clamped garbage in validation.csv.
-                check_output(y, f"validation of {recipe.name} on {key}/{entry.name}")
-                sr = quantise_im2uint8(y)
-                a, b = luma_pair(sr, hr)
-                values.append((float(psnr(a, b, shave=recipe.scale)), float(ssim(a, b, shave=recipe.scale))))
-            rows.append(
-                {
-                    "dataset": key,
-                    "psnr": sum(v[0] for v in values) / len(values),
-                    "ssim": sum(v[1] for v in values) / len(values),
-                    "n": len(values),
-                }
-            )
-    finally:
-        inner.train(was_training)
-    return rows
-
-
-# --- The loop ------------------------------------------------------------------------------------------------
-
-
 class _StopFlag:
     """SIGINT/SIGTERM → finish the current step, checkpoint, exit (instead of dying mid-write)."""
 
@@ -421,42 +113,21 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
-def _autocast(recipe: Recipe, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    if recipe.precision == "bf16" and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _init_generator(generator: nn.Module, source: str) -> None:
-    """Initial weights from a zoo model name or a run folder (its final/ or newest checkpoint)."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        candidates = [path / FINAL / "generator.safetensors"] + [
-            c / "generator.safetensors" for c in reversed(checkpoint_dirs(path))
-        ]
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            raise SrevalError(f"init_from {source}: no final/ or checkpoint generator in that run folder")
-        _load_into(generator, zoo.read_safetensors(found), f"init_from {found}")
-        return
-    _load_into(generator, dict(zoo.load_state_dict(source)), f"init_from zoo model {source!r}")
-
-
 def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
     """Runs (or resumes) `recipe` into `options.out`; see the module docstring."""
     device = options.device
-    ddp = _dist_from_env(device.type)
+    ddp = dist_from_env(device.type)
     if recipe.batch % ddp.world:
-        raise SrevalError(f"batch {recipe.batch} is not divisible by the {ddp.world} processes")
+        raise ParameterError("batch", f"batch {recipe.batch} is not divisible by the {ddp.world} processes")
     if recipe.validate_every and options.data_root is None:
-        raise SrevalError(
-            "validation needs the benchmark data: set --data-root / SREVAL_DATA_ROOT, or --set validate_every=0"
+        raise ParameterError(
+            "data_root", "validation needs the benchmark data: give data_root, or set the recipe's validate_every=0"
         )
     if recipe.validate_every and options.data_root is not None:
-        from sreval.datasets.registry import parse_datasets, require_files
+        from sreval.datasets.registry import get_dataset, require_files
 
         # Fail now, not at the first validation hours into the run.
-        require_files(parse_datasets(",".join(recipe.validation_sets)), options.data_root)
+        require_files([get_dataset(key) for key in recipe.validation_sets], options.data_root)
     out = options.out
     if ddp.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -469,8 +140,10 @@ def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
         assert recipe.discriminator is not None
         d_args = {"input_size": recipe.crop, **recipe.discriminator_args}
         discriminator = create_model(recipe.discriminator, **d_args).to(device)
-    objective = GeneratorObjective(recipe, options, device)
-    weigh = L.LossTerms(recipe.losses)
+    objective = Objective(
+        recipe.losses,
+        BuildContext(device, options.vgg_weights, allow_unverified_vgg=options.allow_unverified_vgg),
+    )
     opt_g = torch.optim.Adam(generator.parameters(), lr=recipe.lr, betas=recipe.betas)
     sched_g = torch.optim.lr_scheduler.MultiStepLR(opt_g, recipe.milestones, recipe.gamma)
     opt_d = sched_d = None
@@ -483,7 +156,7 @@ def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
     checkpoints = checkpoint_dirs(out)
     if checkpoints:
         latest = checkpoints[-1]
-        reader = _CheckpointReader(latest, checkpoints[-2] if len(checkpoints) > 1 else None)
+        reader = CheckpointReader(latest, checkpoints[-2] if len(checkpoints) > 1 else None)
         state = reader.state()
         if state["recipe"] != recipe.as_dict():
             changed = sorted(k for k in state["recipe"] if state["recipe"][k] != recipe.as_dict().get(k))
@@ -492,13 +165,13 @@ def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
                 "use another --out, or the same settings to resume"
             )
         step, wall_before = int(state["step"]), float(state["wall_s"])
-        _load_into(generator, reader.tensors("generator.safetensors"), str(latest))
+        load_into(generator, reader.tensors("generator.safetensors"), str(latest))
         if discriminator is not None:
-            _load_into(discriminator, reader.tensors("discriminator.safetensors"), str(latest))
+            load_into(discriminator, reader.tensors("discriminator.safetensors"), str(latest))
         reader.load_optimizers({"opt_g": opt_g, "sched_g": sched_g, "opt_d": opt_d, "sched_d": sched_d})
         log.info("resuming %s at step %d", out, step)
     elif recipe.init_from:
-        _init_generator(generator, recipe.init_from)
+        init_generator(generator, recipe.init_from)
 
     if ddp.world > 1:
         if device.type == "cuda":
@@ -535,7 +208,7 @@ def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
     if ddp.main:
         train_log = CsvLog(out / "train_log.csv", ["step", "lr", *term_names, "total", "d_loss", "it_s"], step)
         val_log = CsvLog(out / "validation.csv", ["step", "dataset", "psnr", "ssim", "n"], step)
-        board = _tensorboard(out)
+        board = tensorboard(out)
     nets: dict[str, nn.Module] = {"generator": generator}
     if discriminator is not None:
         nets["discriminator"] = discriminator
@@ -564,7 +237,7 @@ def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
     with _StopFlag() as stop_flag:
         for hr_u8 in loader:
             hr_u8 = hr_u8.to(device, non_blocking=True)
-            lr = to_unit(make_lr(hr_u8, recipe.scale, variant=cast(Variant, recipe.degradation)))
+            lr = to_unit(make_lr(hr_u8, recipe.scale, variant=recipe.degradation))
             hr = to_unit(hr_u8)
             if recipe.channels_last:
                 lr, hr = (
@@ -573,11 +246,10 @@ def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
                 )
 
             # Generator update.
-            with _autocast(recipe, device):
+            with autocast(recipe.precision, device):
                 sr = g_forward(lr)
             sr = sr.float()
-            values = objective(sr, hr, DiscriminatorView(discriminator, hr, sr, recipe))
-            total, logged = weigh(values)
+            total, logged = objective(StepView(sr, hr, DiscriminatorView(discriminator, hr, sr, recipe.precision)))
             opt_g.zero_grad(set_to_none=True)
             total.backward()  # type: ignore[no-untyped-call]
             opt_g.step()
@@ -585,15 +257,15 @@ def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
 
             # Discriminator update (GAN recipes).
             d_loss = None
-            if discriminator is not None and opt_d is not None and sched_d is not None:
-                with _autocast(recipe, device):
+            d_fn = objective.discriminator_loss
+            if discriminator is not None and opt_d is not None and sched_d is not None and d_fn is not None:
+                with autocast(recipe.precision, device):
                     real = discriminator(hr).float()
                     fake = discriminator(sr.detach()).float()
-                d_fn = L.ragan_discriminator_loss if recipe.gan_term == "ragan" else L.gan_discriminator_loss
                 d_loss = d_fn(real, fake)
                 opt_d.zero_grad(set_to_none=True)
                 d_loss.backward()  # type: ignore[no-untyped-call]
-                _average_gradients(discriminator, ddp.world)
+                average_gradients(discriminator, ddp.world)
                 opt_d.step()
                 sched_d.step()
 
@@ -638,7 +310,7 @@ def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
                 or (recipe.checkpoint_every and step % recipe.checkpoint_every == 0)
             ):
                 if ddp.main:
-                    _save_checkpoint(out, step, recipe, nets, optimizer_states(), wall())
+                    save_checkpoint(out, step, recipe, nets, optimizer_states(), wall())
                 if stop_flag.raised is not None:
                     log.warning(
                         "signal %d: checkpoint at step %d written; run the same command to resume",
@@ -654,7 +326,7 @@ def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
     if finished and ddp.main:
         final_dir = out / FINAL
         final_dir.mkdir(exist_ok=True)
-        safetensors.torch.save_file(_state_dict(generator), str(final_dir / "generator.safetensors"))
+        safetensors.torch.save_file(state_dict(generator), str(final_dir / "generator.safetensors"))
         summary = {
             "recipe": recipe.as_dict(),
             "steps": step,

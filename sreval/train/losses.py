@@ -1,6 +1,6 @@
 """Training losses for the ×4 recipes (SRGAN, ESRGAN, EnhanceNet-PAT): pixel, total variation, VGG19 perceptual,
-EnhanceNet texture and adversarial losses, and `LossTerms`, which adds named weighted terms and keeps each value
-for the log.
+and EnhanceNet texture losses (the adversarial ones are in `sreval.train.adversarial`; the table of the terms a
+recipe may weight is `sreval.train.loss_terms`).
 
 Every reduction is a mean (over batch, channels and positions), as in the public reimplementations; where a paper
 writes a sum, the docstring says what that changes.
@@ -42,12 +42,6 @@ Gatys et al.'s texture model and the reimplementations.
 Total variation: not part of any of the three published recipes (SRGAN's Eq. 3, ESRGAN's L_G and ENet-PAT have no
 TV term); provided as an optional regulariser. Anisotropic form: the mean over horizontally adjacent pixel pairs of
 |Δ| (Δ² for kind="l2") plus the same mean over vertically adjacent pairs.
-
-Adversarial losses take the discriminator's logits (the sigmoid lives in the loss: softplus(−x) = −log σ(x) is
-finite for any x, log(σ(x)) is not). Relativistic average GAN (ESRGAN Eq. 1–2): D_Ra(x_r, x_f) = σ(C(x_r) −
-E[C(x_f)]); L_D = −E[log D_Ra(x_r, x_f)] − E[log(1 − D_Ra(x_f, x_r))], L_G the same with real and fake swapped.
-The authors' code (BasicSR codes/models/SRRaGAN_model.py, later basicsr/models/esrgan_model.py) averages the two
-terms instead of adding them, and λ = 5·10⁻³ belongs to that code, so both functions return the average.
 """
 
 from __future__ import annotations
@@ -65,6 +59,7 @@ from sreval.train.vgg import LAYER_INDEX, LAYER_STRIDE, VGGFeatures
 
 Criterion = Literal["mse", "l1"]
 PatchGrid = Literal["image", "feature"]
+SrganVggVariant = Literal["vgg22", "vgg54"]
 
 #: Floor for the mean used by `normalize` (an all-zero feature map, e.g. a black patch after ReLU, stays finite).
 _NORMALIZE_EPS = 1e-6
@@ -282,73 +277,6 @@ class TextureLoss(nn.Module):
         return total
 
 
-# --- Adversarial losses (logits in, means over the batch) ------------------------------------------------------
-
-
-def gan_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
-    """Standard (non-saturating) GAN generator loss −E[log D(G(z))] (SRGAN Eq. 6, EnhanceNet L_A)."""
-    return F.softplus(-fake_logits).mean()
-
-
-def gan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """−E[log D(x)] − E[log(1 − D(G(z)))] (SRGAN Eq. 2, as a loss to minimise)."""
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
-
-
-def ragan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """ESRGAN Eq. 1 as the authors' code computes it (the mean of its two terms, not their sum):
-
-    ½(−E[log σ(C(x_r) − E C(x_f))] − E[log(1 − σ(C(x_f) − E C(x_r)))]).
-    """
-    real_rel = real_logits - fake_logits.mean()
-    fake_rel = fake_logits - real_logits.mean()
-    return (F.softplus(-real_rel).mean() + F.softplus(fake_rel).mean()) / 2
-
-
-def ragan_generator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """ESRGAN Eq. 2, the discriminator loss with real and fake swapped: ½(−E[log(1 − D_Ra(x_r, x_f))] −
-    E[log D_Ra(x_f, x_r)]).
-
-    Gradients reach the generator through both terms (via E[C(x_f)] in the first), which is the point of the
-    relativistic form; detaching `real_logits` is the caller's choice (the discriminator is frozen anyway).
-    """
-    return ragan_discriminator_loss(fake_logits, real_logits)
-
-
-# --- Combining terms --------------------------------------------------------------------------------------------
-
-
-class LossTerms:
-    """Σ weight·value over named terms; returns the total and every unweighted value (detached) for logging.
-
-    The names given must be exactly the weighted ones, so that a recipe cannot silently drop or add a term.
-    """
-
-    def __init__(self, weights: Mapping[str, float]) -> None:
-        if not weights:
-            raise SrevalError("LossTerms needs at least one weighted term")
-        if "total" in weights:
-            raise SrevalError("'total' is reserved for the sum of the terms")
-        self.weights = {str(k): float(v) for k, v in weights.items()}
-
-    def __call__(self, values: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        missing = [k for k in self.weights if k not in values]
-        extra = [k for k in values if k not in self.weights]
-        if missing or extra:
-            raise SrevalError(
-                f"loss terms do not match the weights: missing {', '.join(missing) or 'none'}, "
-                f"unweighted {', '.join(extra) or 'none'} (weighted terms: {', '.join(self.weights)})"
-            )
-        total = sum((self.weights[k] * values[k] for k in self.weights), torch.zeros((), device=_device(values)))
-        logged = {k: values[k].detach() for k in self.weights}
-        logged["total"] = total.detach()
-        return total, logged
-
-
-def _device(values: Mapping[str, torch.Tensor]) -> torch.device:
-    return next(iter(values.values())).device
-
-
 # --- Recipes ----------------------------------------------------------------------------------------------------
 
 #: SRGAN Sec. 3.2: VGG features multiplied by 1/12.75 (the loss by 1/12.75² ≈ 0.006).
@@ -371,7 +299,7 @@ ENHANCENET_PAT_TERMS = {"perceptual": 1.0, "texture": 1.0, "adversarial": 2.0}
 
 
 def srgan_vgg_loss(
-    variant: Literal["vgg22", "vgg54"] = "vgg54",
+    variant: SrganVggVariant = "vgg54",
     weights_path: str | os.PathLike[str] | None = None,
     *,
     allow_unverified: bool = False,

@@ -1,4 +1,4 @@
-"""Training recipes: the papers' settings as dataclasses, overridable from YAML or `--set key=value`.
+"""Training recipes: the papers' settings as dataclasses, overridable from YAML or `key=value` items.
 
 A recipe names the generator, the loss terms and their weights, the optimiser and schedule, and the data
 settings. Numbers come from the papers; where a paper does not state something, the field's comment says what
@@ -14,13 +14,15 @@ sreval chose and why.
 - EnhanceNet (Sajjadi et al., ICCV 2017): ENet-E is trained with the pixel MSE only; ENet-PAT with the
   perceptual (pool2, pool5), texture (Gram matrices on 16×16 patches) and adversarial (weight 2) terms, with the
   per-layer weights inside the loss modules (see sreval.train.losses for their source). Crop 96 as the other
-  SRGAN-era models (the issue's choice); step count not stated in the paper: sreval uses SRGAN's schedule.
+  SRGAN-era models (sreval's choice: the paper states none); step count not stated in the paper: sreval uses
+  SRGAN's schedule.
 - ESRGAN (Wang et al., ECCV 2018 workshops, Sec. 4.1): 128×128 HR crops, batch 16, Adam β = (0.9, 0.999).
   PSNR stage: L1, lr 2e-4 halved every 2·10⁵ steps (the paper gives no total; sreval uses 10⁶ steps, as
   BasicSR's PSNR-oriented setting). GAN stage from the PSNR model: L_percep (VGG19 conv5_4 before activation,
   L1) + λ·L_G^Ra (λ = 5e-3) + η·L1 (η = 1e-2), lr 1e-4 halved at 50k, 100k, 200k, 300k of 400k steps.
 
-`--steps N` scales a recipe down (or up): every milestone is scaled by N / steps so the schedule keeps its shape.
+`Recipe.scaled_to(N)` scales a recipe down (or up): every milestone is scaled by N / steps so the schedule keeps
+its shape.
 """
 
 from __future__ import annotations
@@ -32,23 +34,10 @@ from typing import Any
 
 import yaml
 
-from sreval.errors import SrevalError
-
-#: Loss terms a recipe may weight (implemented in sreval.train.losses; see `sreval.train.loop.build_losses`).
-LOSS_TERMS = (
-    "mse",  # pixel MSE on [0, 1]
-    "l1",  # pixel L1 on [0, 1]
-    "tv",  # total variation
-    "vgg22",  # SRGAN VGG2,2: MSE of relu2_2 features / 12.75
-    "vgg54",  # SRGAN VGG5,4: MSE of relu5_4 features / 12.75
-    "vgg54_pre",  # ESRGAN: L1 of conv5_4 features before activation
-    "enet_perceptual",  # EnhanceNet L_P: MSE on pool2 and pool5
-    "texture",  # EnhanceNet L_T: Gram matrices on 16×16 patches
-    "gan",  # standard GAN generator term (SRGAN)
-    "ragan",  # relativistic average GAN generator term (ESRGAN)
-)
-VGG_TERMS = frozenset({"vgg22", "vgg54", "vgg54_pre", "enet_perceptual", "texture"})
-GAN_TERMS = frozenset({"gan", "ragan"})
+from sreval.errors import ParameterError, SrevalError
+from sreval.matlab.imresize import VARIANTS, Variant
+from sreval.train.devices import PRECISIONS, Precision
+from sreval.train.loss_terms import LOSS_TERMS
 
 
 @dataclass
@@ -56,7 +45,7 @@ class Recipe:
     name: str
     generator: str  # a name in sreval.archs.model_names()
     generator_args: dict[str, Any] = field(default_factory=dict)
-    losses: dict[str, float] = field(default_factory=lambda: {"mse": 1.0})
+    losses: dict[str, float] = field(default_factory=lambda: {"mse": 1.0})  # names in sreval.train.loss_terms
     discriminator: str | None = None  # needed when a GAN term is weighted
     discriminator_args: dict[str, Any] = field(default_factory=dict)
     init_from: str | None = None  # zoo model or run folder the generator starts from
@@ -69,10 +58,10 @@ class Recipe:
     milestones: list[int] = field(default_factory=list)  # steps at which lr is multiplied by `gamma`
     gamma: float = 0.5
     d_lr: float | None = None  # discriminator lr (default: lr, same schedule)
-    degradation: str = "uint8"  # MATLAB bicubic variant for the on-the-fly LR
+    degradation: Variant = "uint8"  # MATLAB bicubic variant for the on-the-fly LR
     seed: int = 0
     workers: int = 2
-    precision: str = "bf16"  # bf16 autocast on GPUs that support it; fp32 elsewhere (CPU bf16 is slow)
+    precision: Precision = "bf16"  # bf16 autocast on GPUs that support it; fp32 elsewhere (CPU bf16 is slow)
     channels_last: bool = True
     compile: bool = False
     log_every: int = 100
@@ -84,39 +73,52 @@ class Recipe:
         self.check()
 
     def check(self) -> None:
+        """Every field within what the loop can run; a `ParameterError` names the field."""
         unknown = sorted(set(self.losses) - set(LOSS_TERMS))
         if unknown:
-            raise SrevalError(f"recipe {self.name}: unknown loss term(s) {unknown}; known: {', '.join(LOSS_TERMS)}")
+            raise ParameterError(
+                "losses", f"recipe {self.name}: unknown loss term(s) {unknown}; known: {', '.join(LOSS_TERMS)}"
+            )
         if not self.losses:
-            raise SrevalError(f"recipe {self.name}: no loss term")
-        if GAN_TERMS & set(self.losses) and self.discriminator is None:
-            raise SrevalError(f"recipe {self.name}: a GAN term needs a discriminator")
+            raise ParameterError("losses", f"recipe {self.name}: no loss term")
+        adversarial = [t for t in self.losses if LOSS_TERMS[t].needs_discriminator]
+        if adversarial and self.discriminator is None:
+            raise ParameterError("discriminator", f"recipe {self.name}: a GAN term needs a discriminator")
+        if len(adversarial) > 1:  # one discriminator update per step, with one adversarial loss
+            raise ParameterError("losses", f"recipe {self.name}: at most one GAN term, got {', '.join(adversarial)}")
         for name, value, low in (("crop", self.crop, self.scale), ("batch", self.batch, 1), ("steps", self.steps, 1)):
             if not isinstance(value, int) or value < low:
-                raise SrevalError(f"recipe {self.name}: {name} must be an integer ≥ {low}, got {value!r}")
+                raise ParameterError(name, f"recipe {self.name}: {name} must be an integer ≥ {low}, got {value!r}")
         if self.crop % self.scale:
-            raise SrevalError(f"recipe {self.name}: crop {self.crop} is not a multiple of the scale {self.scale}")
-        if self.precision not in ("bf16", "fp32"):  # fp16 would need loss scaling; bf16 has fp32's range
-            raise SrevalError(f"recipe {self.name}: precision must be bf16 or fp32, got {self.precision!r}")
-        if self.degradation not in ("uint8", "double"):
-            raise SrevalError(f"recipe {self.name}: degradation must be uint8 or double, got {self.degradation!r}")
+            raise ParameterError(
+                "crop", f"recipe {self.name}: crop {self.crop} is not a multiple of the scale {self.scale}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ParameterError(
+                "precision", f"recipe {self.name}: precision must be {' or '.join(PRECISIONS)}, got {self.precision!r}"
+            )
+        if self.degradation not in VARIANTS:
+            raise ParameterError(
+                "degradation",
+                f"recipe {self.name}: degradation must be {' or '.join(VARIANTS)}, got {self.degradation!r}",
+            )
         for every in ("log_every", "checkpoint_every", "validate_every"):
             if not isinstance(getattr(self, every), int) or getattr(self, every) < 0:
-                raise SrevalError(f"recipe {self.name}: {every} must be an integer ≥ 0 (0 = never)")
+                raise ParameterError(every, f"recipe {self.name}: {every} must be an integer ≥ 0 (0 = never)")
 
     @property
     def needs_vgg(self) -> bool:
-        return bool(VGG_TERMS & set(self.losses))
+        return any(LOSS_TERMS[t].needs_vgg for t in self.losses)
 
     @property
     def gan_term(self) -> str | None:
-        terms = GAN_TERMS & set(self.losses)
-        return next(iter(terms)) if terms else None
+        """The adversarial term, whose presence means a discriminator is trained too."""
+        return next((t for t in self.losses if LOSS_TERMS[t].needs_discriminator), None)
 
     def scaled_to(self, steps: int) -> Recipe:
         """The same schedule over `steps` steps: milestones scaled proportionally (at least step 1 apart)."""
         if steps < 1:
-            raise SrevalError(f"--steps must be ≥ 1, got {steps}")
+            raise ParameterError("steps", f"steps must be ≥ 1, got {steps}")
         factor = steps / self.steps
         milestones = sorted({max(1, round(m * factor)) for m in self.milestones})
         return dataclasses.replace(self, steps=steps, milestones=milestones)
@@ -192,29 +194,29 @@ def get_recipe(name: str) -> Recipe:
     try:
         return dataclasses.replace(RECIPES[name])
     except KeyError:
-        raise SrevalError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}") from None
+        raise ParameterError("name", f"unknown recipe {name!r}; known: {', '.join(RECIPES)}") from None
 
 
 def _coerce(recipe: Recipe, key: str, value: Any) -> Any:
     current = getattr(recipe, key)
     if key == "betas":
         if not (isinstance(value, list | tuple) and len(value) == 2):
-            raise SrevalError(f"betas must be two numbers, got {value!r}")
+            raise ParameterError("betas", f"betas must be two numbers, got {value!r}")
         return (float(value[0]), float(value[1]))
     if isinstance(current, bool) and not isinstance(value, bool):
-        raise SrevalError(f"{key} must be true or false, got {value!r}")
+        raise ParameterError(key, f"{key} must be true or false, got {value!r}")
     if isinstance(current, float) or (current is None and key == "d_lr"):
         # YAML 1.1 reads `2e-4` (no dot) as a string; accept any number spelling for float fields.
         if isinstance(value, bool):
-            raise SrevalError(f"{key} must be a number, got {value!r}")
+            raise ParameterError(key, f"{key} must be a number, got {value!r}")
         try:
             return None if value is None and current is None else float(value)
         except (TypeError, ValueError):
-            raise SrevalError(f"{key} must be a number, got {value!r}") from None
+            raise ParameterError(key, f"{key} must be a number, got {value!r}") from None
     if isinstance(current, dict) and not isinstance(value, dict):
-        raise SrevalError(f"{key} must be a mapping, got {value!r}")
+        raise ParameterError(key, f"{key} must be a mapping, got {value!r}")
     if isinstance(current, list) and not isinstance(value, list):
-        raise SrevalError(f"{key} must be a list, got {value!r}")
+        raise ParameterError(key, f"{key} must be a list, got {value!r}")
     return value
 
 
@@ -224,7 +226,7 @@ def with_overrides(recipe: Recipe, overrides: dict[str, Any], where: str = "over
     changes: dict[str, Any] = {}
     for key, value in overrides.items():
         if key not in names:
-            raise SrevalError(f"{where}: unknown recipe key {key!r}; known: {', '.join(sorted(names))}")
+            raise ParameterError(key, f"{where}: unknown recipe key {key!r}; known: {', '.join(sorted(names))}")
         changes[key] = _coerce(recipe, key, value)
     try:
         return dataclasses.replace(recipe, **changes)
@@ -233,16 +235,17 @@ def with_overrides(recipe: Recipe, overrides: dict[str, Any], where: str = "over
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """`--set key=value` items, values parsed as YAML (`lr=2e-4`, `milestones=[10,20]`, `losses={l1: 1}`)."""
+    """`key=value` override items (the CLI's `--set`), values parsed as YAML (`lr=2e-4`, `milestones=[10,20]`,
+    `losses={l1: 1}`)."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise SrevalError(f"--set expects KEY=VALUE, got {item!r}")
+            raise ParameterError("items", f"an override must be KEY=VALUE, got {item!r}")
         try:
             out[key.strip()] = yaml.safe_load(raw)
         except yaml.YAMLError as e:
-            raise SrevalError(f"--set {item!r}: value is not valid YAML ({e})") from None
+            raise ParameterError("items", f"override {item!r}: value is not valid YAML ({e})") from None
     return out
 
 
