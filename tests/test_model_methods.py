@@ -15,8 +15,9 @@ from sreval.cli import main
 from sreval.datasets.registry import get_dataset, load_hr
 from sreval.errors import SrevalError
 from sreval.inference import InferenceOptions
+from sreval.matlab.rounding import quantise_im2uint8
 from sreval.methods.base import MethodInput, create_method, parse_methods
-from sreval.methods.network import ZooMethod, quantise_im2uint8
+from sreval.methods.network import NetworkMethod, ZooMethod
 from sreval.protocol import Protocol
 from sreval.results import open_store
 
@@ -145,7 +146,9 @@ def _save_with_tail_bias(name: str, bias: float) -> None:
     torch.manual_seed(0)
     model = create_model("srresnet", **TINY)
     with torch.no_grad():
-        model.tail.bias.fill_(bias)
+        tail = model.tail
+        assert isinstance(tail, torch.nn.Conv2d) and tail.bias is not None
+        tail.bias.fill_(bias)
     zoo.save_model(model, name, "srresnet", TINY, scale=4, recipe="test", description="deliberately broken model")
 
 
@@ -185,3 +188,37 @@ def test_a_model_that_overshoots_is_clamped_as_im2uint8_does(env: Path, data_roo
     assert 1 + 0.5 / 255 < float(raw.max()) < 2
     sr = method.super_resolve(item)
     assert sr.max() == 255 and np.array_equal(sr, quantise_im2uint8(raw)[0].permute(1, 2, 0).numpy())
+
+
+# --- an in-memory network is the zoo method with the same weights ----------------------------------------------
+
+
+def test_network_method_gives_the_zoo_methods_pixels_for_the_same_weights(env: Path, data_root: Path) -> None:
+    model = _save_tiny()
+    options = InferenceOptions(tile=32, overlap=8, batch=3)
+    zoo_method = create_method("tiny-sr", options=options)
+    in_memory = NetworkMethod(model.train(), "tiny-in-memory", scale=4, options=options)
+    dataset = get_dataset("set5")
+    for entry in dataset.images[:2]:
+        item = MethodInput(dataset, entry, load_hr(entry, data_root), Protocol())
+        assert np.array_equal(in_memory.super_resolve(item), zoo_method.super_resolve(item))
+    assert model.training  # handed back in the mode it had
+    assert in_memory.metadata()["weights_sha256"] == in_memory.weights_sha256
+    assert in_memory.settings() == {"inference": {"tile": 32, "overlap": 8, "batch": 3, "precision": "fp32",
+                                                  "channels_last": False, "compile": False}}
+
+
+def test_run_benchmarks_takes_an_in_memory_network_without_a_store(env: Path, data_root: Path) -> None:
+    from sreval.benchmark.cache import Cache
+    from sreval.benchmark.runner import run_benchmarks
+    from sreval.metrics import create_metric
+
+    model = _save_tiny()
+    method = NetworkMethod(model, "tiny-in-memory", scale=4, options=InferenceOptions(tile=128, overlap=16, batch=4))
+    result = run_benchmarks(
+        [method], [get_dataset("set5")], [create_metric("psnr")], protocol=Protocol(), data_root=data_root,
+        cache=Cache(env / "unused-cache", enabled=False), device=torch.device("cpu"), progress=False,
+    )
+    assert set(result.summary["method"]) == {"tiny-in-memory"} and int(result.summary["n"].iloc[0]) == 5
+    assert not (env / "unused-cache").exists()
+    assert result.record.methods[0].metadata["inference"]["tile"] == 128

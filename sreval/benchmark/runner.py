@@ -121,7 +121,7 @@ def run_benchmarks(
         device=describe_device(device),
         timings=timings,
         dataset_checksums={d.key: d.checksum for d in datasets},
-        methods=[MethodRecord(m.name, m.identity(), m.metadata()) for m in methods],
+        methods=[MethodRecord(m.name, m.stored_identity(), m.stored_metadata()) for m in methods],
         images=images,
         values=[ValueRecord(*row) for row in rows],
     )

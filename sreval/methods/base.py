@@ -56,12 +56,27 @@ class Method(ABC):
     #: True when the output is computed (and so worth caching); False for methods that read existing files.
     computes_output: bool = True
 
-    def identity(self) -> str:
-        """Everything that determines the output besides the input image (for cache keys and the store)."""
-        return hashlib.sha256(repr(sorted(self.metadata().items())).encode()).hexdigest()[:16]
-
     def metadata(self) -> dict[str, Any]:
+        """Everything that determines the output besides the input image."""
         return {"name": self.name, "kind": type(self).__name__}
+
+    def settings(self) -> dict[str, Any]:
+        """How the method runs where that cannot change its output (a network's tiles and batch): recorded with
+        the run, but kept out of `identity`, so that the cached outputs stay valid whatever the settings."""
+        return {}
+
+    def identity(self) -> str:
+        """Hash of `metadata`: the method's part of its outputs' cache keys."""
+        return _digest(self.metadata())
+
+    def stored_metadata(self) -> dict[str, Any]:
+        """What a stored run records about the method: `metadata` and `settings`."""
+        return {**self.metadata(), **self.settings()}
+
+    def stored_identity(self) -> str:
+        """Hash of `stored_metadata`, the identity of the method's row in a store, where one identity has one
+        metadata; equal to `identity` for a method without settings."""
+        return _digest(self.stored_metadata())
 
     def images(self, dataset: Dataset) -> list[ImageEntry]:
         """Images this method has outputs for; computed methods cover the whole set."""
@@ -70,6 +85,10 @@ class Method(ABC):
     @abstractmethod
     def super_resolve(self, item: MethodInput) -> np.ndarray:
         """The SR image (H, W, C) uint8, same size as the mod-cropped HR."""
+
+
+def _digest(metadata: dict[str, Any]) -> str:
+    return hashlib.sha256(repr(sorted(metadata.items())).encode()).hexdigest()[:16]
 
 
 class NearestNeighbour(Method):

@@ -1,5 +1,5 @@
-"""Zoo models as benchmark methods: `--methods srresnet-mse,enhancenet-pat-official` runs networks the way
-`nn` and `bicubic` run.
+"""Networks as benchmark methods: zoo models (`srresnet-mse`, `enhancenet-pat-official`, ...) run the way `nn`
+and `bicubic` run, and `NetworkMethod` runs an in-memory module (a model in training) the same way.
 
 A zoo entry named NAME is the method NAME. Its `pipeline` says how it is run:
 
@@ -14,25 +14,32 @@ and the image, so that a broken model is never cached, scored or stored.
 
 Gray images (one channel) are replicated to RGB for the network; the RGB output is scored against the gray
 reference with rgb2gray, as any RGB output is. Networks run through the tiled `Upscaler` on the run's device,
-with `InferenceOptions` from the command line; the model is loaded on first use and kept.
+with `InferenceOptions`; a zoo model is loaded on first use and kept.
 
-Cache identity: the entry, its weights' checksum, the pipeline, the LR variant and the precision. Tile size,
-batch and device only change float rounding, so they do not start a new cache entry.
+Cache identity: the entry (or the module's class), its weights' checksum, the pipeline, the LR variant and the
+precision. Tile size, overlap, batch, memory format, compilation and device only change float rounding, so they
+do not start a new cache entry; they are stored with the run as the method's settings.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+from abc import abstractmethod
+from collections.abc import Iterator
 from dataclasses import asdict
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from sreval import assets, zoo
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 from sreval.imageio import from_tensor, to_tensor
 from sreval.inference import InferenceOptions, Upscaler
-from sreval.matlab.rounding import matlab_round
+from sreval.matlab.rounding import quantise_im2uint8 as quantise_im2uint8  # training still imports it here
 from sreval.methods.base import Method, MethodInput
 
 MATLAB_LR_SUFFIX = "-matlab-lr"
@@ -78,12 +85,131 @@ def check_output(y: torch.Tensor, what: str) -> None:
         )
 
 
-def quantise_im2uint8(y: torch.Tensor) -> torch.Tensor:
-    """Float image in [0, 1] (unclamped) → uint8 as MATLAB's im2uint8: clamp, ×255, round half away from zero."""
-    return matlab_round(y.to(torch.float32).clamp(0, 1) * 255).to(torch.uint8)
+class _Network(Method):
+    """The one way a network becomes SR images, shared by `NetworkMethod` and `ZooMethod` so that the same weights
+    give the same pixels in both: the LR of `pipeline`, gray replicated to RGB, the tiled `Upscaler` in
+    evaluation mode, `check_output` on the raw output, then the pipeline's quantisation."""
+
+    def __init__(self, name: str, *, scale: int, pipeline: str, options: InferenceOptions | None) -> None:
+        if pipeline not in zoo.PIPELINES:
+            raise ParameterError("pipeline", f"pipeline must be one of {', '.join(zoo.PIPELINES)}, got {pipeline!r}")
+        self.name = name
+        self.scale = scale
+        self.pipeline = pipeline
+        self.options = options or InferenceOptions()
+        self._upscalers: dict[torch.device, Upscaler] = {}
+
+    @abstractmethod
+    def _model(self, device: torch.device) -> nn.Module:
+        """The network to run on `device` (loaded once per device)."""
+
+    def metadata(self) -> dict[str, Any]:
+        lr = (
+            "official EnhanceNet script: RGB, PIL antialias (Lanczos) ×1/4; its rounding (clip, +0.5, truncate)"
+            if self.pipeline == "enhancenet-official"
+            else "sreval protocol: MATLAB bicubic (the run's degradation variant); MATLAB im2uint8 rounding"
+        )
+        # Precision is here because it changes the output beyond float rounding; the other options do not.
+        return {**super().metadata(), "pipeline": self.pipeline, "lr": lr, "precision": self.options.precision}
+
+    def settings(self) -> dict[str, Any]:
+        # Tile, overlap, batch, channels_last and compile change nothing but float rounding: recorded with the
+        # run, not part of the cache identity, so a run with other tiles reuses the cached outputs.
+        return {"inference": asdict(self.options)}
+
+    def inference_settings(self) -> dict[str, Any]:
+        """How the network is run (stored with the run through `settings`; not part of the cache identity)."""
+        return asdict(self.options)
+
+    def _lr(self, item: MethodInput) -> torch.Tensor:
+        if item.protocol.scale != self.scale:
+            raise SrevalError(f"{self.name} is a ×{self.scale} model; the protocol is ×{item.protocol.scale}")
+        if self.pipeline == "enhancenet-official":
+            from sreval.archs.enhancenet_official import official_downsample
+
+            return to_tensor(official_downsample(item.hr.pixels, self.scale)).to(item.device)
+        return item.lr
+
+    def super_resolve(self, item: MethodInput) -> np.ndarray:
+        lr = self._lr(item)
+        if lr.shape[1] == 1:
+            lr = lr.expand(-1, 3, -1, -1)
+        upscaler = self._upscalers.get(item.device)
+        model = upscaler.model if upscaler is not None else self._model(item.device)
+        with _evaluation_mode(model):
+            if upscaler is None:  # the Upscaler sets evaluation mode: made inside, so the mode is given back
+                upscaler = self._upscalers[item.device] = Upscaler(model, self.scale, item.device, self.options)
+            y = upscaler(lr.to(torch.float32) / 255)
+        # Before quantising: a broken output must fail here, before it can be cached, scored or stored.
+        check_output(y, f"method {self.name} on {item.dataset.key}/{item.entry.name}")
+        if self.pipeline == "enhancenet-official":
+            from sreval.archs.enhancenet_official import official_quantise
+
+            return from_tensor(official_quantise(y))
+        return from_tensor(quantise_im2uint8(y))
 
 
-class ZooMethod(Method):
+@contextlib.contextmanager
+def _evaluation_mode(module: nn.Module) -> Iterator[None]:
+    """Run `module` in evaluation mode and give it back in the mode it had: a module being trained is validated
+    between training steps, and its BatchNorm or dropout must not run in training mode here."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+class NetworkMethod(_Network):
+    """An in-memory network as a method (a model being trained, validated on the benchmark path), run exactly as
+    a zoo model with the same weights: `ZooMethod` is this class with the module loaded from the zoo.
+
+    The module is run in place on the run's device (moved there, in evaluation mode during each image, then back in
+    its own mode). Its weights are fingerprinted for the cache identity on first use: wrap the module again after
+    changing its weights, or a cache that is enabled would return the outputs of the earlier weights."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        name: str,
+        *,
+        scale: int,
+        options: InferenceOptions | None = None,
+        pipeline: str = "protocol",
+    ) -> None:
+        super().__init__(name, scale=scale, pipeline=pipeline, options=options)
+        self.module = module
+
+    @cached_property
+    def weights_sha256(self) -> str:
+        return state_dict_sha256(self.module)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            **super().metadata(),
+            "architecture": type(self.module).__name__,
+            "scale": self.scale,
+            "weights_sha256": self.weights_sha256,
+        }
+
+    def _model(self, device: torch.device) -> nn.Module:
+        return self.module
+
+
+def state_dict_sha256(module: nn.Module) -> str:
+    """Checksum of a module's parameters and buffers: names, dtypes, shapes and bytes."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(module.state_dict().items()):
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{key}\x1f{flat.dtype}\x1f{tuple(tensor.shape)}\x1f".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+class ZooMethod(_Network):
+    """A zoo entry as a method; the network is loaded on first use on each device and kept."""
+
     def __init__(
         self,
         entry: zoo.ZooEntry,
@@ -97,13 +223,10 @@ class ZooMethod(Method):
             raise SrevalError(
                 f"zoo model {entry.name!r} has no weights ({entry.weights.status}): {entry.weights.reason}"
             )
+        super().__init__(name or entry.name, scale=entry.scale, pipeline=pipeline or entry.pipeline, options=options)
         self.entry = entry
-        self.name = name or entry.name
-        self.pipeline = pipeline or entry.pipeline
-        self.options = options or InferenceOptions()
         self.asset_paths = dict(asset_paths or {})
         self.weights_sha256 = self._weights_checksum()  # fails now, not after an hour of other methods
-        self._upscalers: dict[torch.device, Upscaler] = {}
 
     def _weights_checksum(self) -> str:
         weights = self.entry.weights
@@ -115,53 +238,16 @@ class ZooMethod(Method):
         return weights.sha256
 
     def metadata(self) -> dict[str, Any]:
-        lr = (
-            "official EnhanceNet script: RGB, PIL antialias (Lanczos) ×1/4; its rounding (clip, +0.5, truncate)"
-            if self.pipeline == "enhancenet-official"
-            else "sreval protocol: MATLAB bicubic (the run's degradation variant); MATLAB im2uint8 rounding"
-        )
         return {
             **super().metadata(),
             "zoo_model": self.entry.name,
             "architecture": self.entry.architecture,
             "arch_args": repr(sorted(self.entry.arch_args.items())),
             "weights_sha256": self.weights_sha256,
-            "pipeline": self.pipeline,
-            "lr": lr,
-            "precision": self.options.precision,
         }
 
-    def inference_settings(self) -> dict[str, Any]:
-        """How the network was run (recorded by callers; not part of the cache identity)."""
-        return asdict(self.options)
-
-    def _upscaler(self, device: torch.device) -> Upscaler:
-        if device not in self._upscalers:
-            model = zoo.load_model(self.entry, device=device, asset_paths=self.asset_paths)
-            self._upscalers[device] = Upscaler(model, self.entry.scale, device, self.options)
-        return self._upscalers[device]
-
-    def _lr(self, item: MethodInput) -> torch.Tensor:
-        if item.protocol.scale != self.entry.scale:
-            raise SrevalError(f"{self.name} is a ×{self.entry.scale} model; the protocol is ×{item.protocol.scale}")
-        if self.pipeline == "enhancenet-official":
-            from sreval.archs.enhancenet_official import official_downsample
-
-            return to_tensor(official_downsample(item.hr.pixels, self.entry.scale)).to(item.device)
-        return item.lr
-
-    def super_resolve(self, item: MethodInput) -> np.ndarray:
-        lr = self._lr(item)
-        if lr.shape[1] == 1:
-            lr = lr.expand(-1, 3, -1, -1)
-        y = self._upscaler(item.device)(lr.to(torch.float32) / 255)
-        # Before quantising: a broken output must fail here, before it can be cached, scored or stored.
-        check_output(y, f"method {self.name} on {item.dataset.key}/{item.entry.name}")
-        if self.pipeline == "enhancenet-official":
-            from sreval.archs.enhancenet_official import official_quantise
-
-            return from_tensor(official_quantise(y))
-        return from_tensor(quantise_im2uint8(y))
+    def _model(self, device: torch.device) -> nn.Module:
+        return zoo.load_model(self.entry, device=device, asset_paths=self.asset_paths)
 
 
 def zoo_method(
