@@ -524,13 +524,10 @@ def _format_params(n: int) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import os
-
-    import torch
-
     from sreval.provenance import resolve_device
     from sreval.train import recipes
     from sreval.train.data import resolve_train_dir
+    from sreval.train.devices import process_device
     from sreval.train.loop import TrainOptions, train
 
     recipe = recipes.get_recipe(args.recipe)
@@ -539,9 +536,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     recipe = recipes.with_overrides(recipe, recipes.parse_set(args.set), "--set")
     if args.steps is not None:
         recipe = recipe.scaled_to(args.steps)
-    device = resolve_device(args.device)
-    if device.type == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per process
-        device = torch.device(f"cuda:{os.environ['LOCAL_RANK']}")
+    device = process_device(resolve_device(args.device))
     data_root = None
     if recipe.validate_every:
         data_root = settings.data_root(args.data_root)

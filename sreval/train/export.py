@@ -15,7 +15,7 @@ import yaml
 from sreval import zoo
 from sreval.archs import create_model
 from sreval.errors import SrevalError
-from sreval.train.loop import FINAL
+from sreval.train.checkpoints import FINAL
 
 
 def _run_summary(run: Path) -> dict[str, Any]:
