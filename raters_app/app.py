@@ -35,7 +35,7 @@ def rater(render: Callable[[], None], title: str, url_path: str) -> st.Page:
         this_run = common.new_page_id(url_path)
         try:
             render()
-            # Drawn last: tells the page script that this whole page has arrived (see common._SCRIPT).
+            # Drawn last: tells the page script that this whole page has arrived (see page_script.PAGE_SCRIPT).
             st.html(f'<span data-sreval-page="{this_run}" hidden></span>')
         except RequestRefused as exc:
             st.warning(f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
@@ -51,7 +51,7 @@ def rater_page(token: str | None) -> st.Page:
     common.set_route(None)
     if token is None:
         return page(invalid.render, "Invalid link", "invalid")
-    store = common.store()
+    store = common.rater_store()
     view = store.rater_for_token(token)
     if view is None:
         return page(invalid.render, "Invalid link", "invalid")

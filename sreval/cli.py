@@ -802,9 +802,10 @@ def _format_mos(mos: pd.DataFrame) -> str:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from sreval.analysis import AnalysisOptions, analyze, read_ratings_csv, read_study_ratings, write_analysis
-    from sreval.analysis.correlation import metric_values
+    from sreval.analysis import AnalysisOptions, analyze, read_ratings_csv, validate_ratings, write_analysis
     from sreval.analysis.ratings import parse_scale
+    from sreval.results import open_store
+    from sreval.study import open_study_store
 
     if args.ratings is None and args.study is None:
         raise SrevalError("sreval analyze needs --ratings FILE.csv or --study NAME (or the action: analyze power)")
@@ -816,12 +817,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         ratings = read_ratings_csv(args.ratings, scale=parse_scale(args.scale))
         source = str(args.ratings)
     else:
-        ratings = read_study_ratings(args.study, args.db)
+        with open_study_store(args.db) as study_store:
+            ratings = validate_ratings(study_store.ratings(args.study))
         source = f"study {args.study}"
     values = None
     note = "correlation.csv: skipped (pass --results-db or --run for metric values)"
     if args.study is not None or args.results_db is not None or args.run:
-        values, runs = metric_values(args.results_db or args.db, args.run)
+        with open_store(args.results_db or args.db) as results_store:
+            values, runs = results_store.latest_values(args.run or [])
         if values.empty:
             values, note = None, "correlation.csv: skipped (no metric values in the results database)"
         else:
@@ -852,8 +855,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze_power(args: argparse.Namespace) -> int:
-    from sreval.analysis import RaterModel, raters_needed, read_ratings_csv, read_study_ratings, select_ratings
+    from sreval.analysis import RaterModel, raters_needed, read_ratings_csv, select_ratings, validate_ratings
     from sreval.analysis.power import rater_model_from_ratings
+    from sreval.study import open_study_store
 
     if args.ratings is not None or args.study is not None or args.out is not None:
         raise SrevalError("--ratings, --study and --out belong to `sreval analyze`; for a pilot, use "
@@ -861,7 +865,8 @@ def cmd_analyze_power(args: argparse.Namespace) -> int:
     model = RaterModel()
     if args.from_study is not None or args.from_ratings is not None:
         if args.from_study is not None:
-            pilot, source = read_study_ratings(args.from_study, args.db), f"pilot study {args.from_study}"
+            with open_study_store(args.db) as study_store:
+                pilot, source = validate_ratings(study_store.ratings(args.from_study)), f"pilot study {args.from_study}"
         else:
             pilot, source = read_ratings_csv(args.from_ratings), f"pilot ratings {args.from_ratings}"
         model = rater_model_from_ratings(select_ratings(pilot, include_simulated=args.include_simulated), source)

@@ -26,7 +26,6 @@ from sreval.analysis import (
     AnalysisOptions,
     analyze,
     read_ratings_csv,
-    read_study_ratings,
     select_ratings,
     validate_ratings,
 )
@@ -50,8 +49,7 @@ from sreval.errors import SrevalError
 from sreval.imageio import save_png
 from sreval.results import open_store
 from sreval.results.store import ImageRecord, MethodRecord, RunRecord, ValueRecord
-from sreval.study import open_study_store
-from sreval.study.api import DraftImage, DraftMethod, DraftStimulus, StudyDraft
+from sreval.study import DraftImage, DraftMethod, DraftStimulus, StudyDraft, open_study_store
 from sreval.study.simulate import simulate
 
 # --- helpers ------------------------------------------------------------------------------------------------
@@ -743,7 +741,8 @@ def test_analyze_cli_on_a_simulated_study_with_metric_values(
     assert {"hr", "nn"} <= set(pd.read_csv(with_gold / "mos.csv")["method"])
     assert "calibration" in set(pd.read_csv(with_gold / "mos.csv")["dataset"])
 
-    pilot = select_ratings(read_study_ratings("pilot", url), include_simulated=True)
+    with open_study_store(url) as study_store:
+        pilot = select_ratings(validate_ratings(study_store.ratings("pilot")), include_simulated=True)
     model = rater_model_from_ratings(pilot, "pilot")  # what `analyze power --from-study` does
     assert len(model.inconsistencies) == 6
     assert main(["analyze", "power", "--delta", "0.5", "--from-study", "pilot", "--db", url, "--include-simulated",

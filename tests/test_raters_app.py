@@ -460,7 +460,7 @@ def lock_database(url: str) -> Any:
 def test_database_errors_on_rater_pages_show_one_generic_sentence(
     url: str, store: StudyStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr("sreval.results.store.SQLITE_BUSY_TIMEOUT_S", 0.2)  # the app's store waits 0.2 s, not 30
+    monkeypatch.setattr("sreval.db.engine.SQLITE_BUSY_TIMEOUT_S", 0.2)  # the app's store waits 0.2 s, not 30
     consenting = start(store, consent=False)
     rating = start(store, rated=N_CALIBRATION)
     at_consent, at_rating = run_app(url, token=consenting), run_app(url, token=rating)

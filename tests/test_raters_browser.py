@@ -54,7 +54,7 @@ from test_raters_app import (
 
 from sreval.imageio import save_png
 from sreval.study import EXPORT_COLUMNS, StudyStore, invite_link, open_study_store
-from sreval.study.api import DraftImage, DraftMethod, DraftStimulus, StudyDraft
+from sreval.study import DraftImage, DraftMethod, DraftStimulus, StudyDraft
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "raters_app" / "app.py"

@@ -1,10 +1,10 @@
-"""The results store on SQLite and PostgreSQL: round trips, de-duplication, atomicity, migrations, errors."""
+"""The results store on SQLite and PostgreSQL: round trips, de-duplication, atomicity, the latest values of
+runs. (Migrations: test_db_migrations.py; opening and URLs: test_db_engine.py.)"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import socket
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 from sqlalchemy import Connection, create_engine, event, inspect, text
 
-from sreval.db import migrations
 from sreval.db.tables import Base
 from sreval.errors import SrevalError
 from sreval.results import (
@@ -27,7 +26,6 @@ from sreval.results import (
     open_store,
 )
 from sreval.results import store as api
-from sreval.results.store import mask_url
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -288,215 +286,24 @@ def test_invalid_run_is_rejected_before_writing(store: Store, url: str, spoil: A
     assert set(row_counts(url).values()) == {0}
 
 
-# --- schema versions --------------------------------------------------------------------------------------
+def test_latest_values_of_runs(store: Store) -> None:
+    """The values of the given runs (every run when none is given), one per method, dataset, image and metric:
+    the latest run's where runs overlap."""
+    values, runs = store.latest_values()
+    assert values.empty and runs == []
+    first = make_run()
+    second = make_run(metrics=("psnr",))
+    second.values = [dataclasses.replace(v, value=v.value + 100) for v in second.values]
+    first_id, second_id = store.save_run(first), store.save_run(second)
 
-#: Columns per table at each schema version. Changing `models` without adding a migration fails
-#: `test_models_match_the_latest_snapshot`; add the new version here together with its migration.
-SCHEMA_SNAPSHOTS: dict[int, dict[str, set[str]]] = {
-    1: {
-        "schema_version": {"version"},
-        "runs": {
-            "id", "command", "started_at", "finished_at", "sreval_version", "git_commit", "protocol", "device",
-            "timings", "dataset_checksums",
-        },
-        "methods": {"id", "identity", "name", "metadata"},
-        "images": {"id", "dataset", "name", "sha256"},
-        "run_methods": {"run_id", "method_id", "position"},
-        "run_images": {"run_id", "image_id", "position"},
-        "metric_values": {"id", "run_id", "method_id", "image_id", "metric", "value"},
-    },
-}  # fmt: skip
-SCHEMA_SNAPSHOTS[2] = {**SCHEMA_SNAPSHOTS[1], "metric_cache": {"pair_key", "metric_key", "value"}}
-SCHEMA_SNAPSHOTS[3] = {
-    **SCHEMA_SNAPSHOTS[2],
-    "studies": {"id", "name", "created_at", "closed_at", "seed", "folder", "settings"},
-    "study_methods": {"id", "study_id", "name", "position", "metadata"},
-    "study_images": {"id", "study_id", "dataset", "name", "sha256"},
-    "study_stimuli": {"id", "study_id", "public_id", "method_id", "image_id", "kind", "path", "expected"},
-    "study_raters": {
-        "id", "study_id", "number", "public_id", "token_sha256", "seed", "simulated", "created_at", "consent_at",
-        "started_at", "finished_at",
-    },
-    "study_schedule": {"rater_id", "position", "stimulus_id", "repetition", "phase"},
-    "study_ratings": {"id", "rater_id", "stimulus_id", "repetition", "score", "response_ms", "created_at", "simulated"},
-}  # fmt: skip
-SCHEMA_SNAPSHOTS[4] = {
-    **SCHEMA_SNAPSHOTS[3],
-    "study_problems": {"id", "rater_id", "stimulus_id", "problem", "created_at"},
-}
-LATEST = 4
+    values, runs = store.latest_values()
+    assert runs == [first_id, second_id]
+    assert list(values.columns) == ["method", "dataset", "image", "metric", "value"]
+    by_key = values.set_index(["image", "metric"])["value"]
+    assert len(values) == len(first.values)
+    assert by_key["img0.png", "psnr"] == second.values[0].value  # the later run wins
+    assert by_key["img0.png", "ssim"] == first.values[1].value  # only the first run has it
 
-
-def test_models_match_the_latest_snapshot() -> None:
-    models = {name: {c.name for c in table.columns} for name, table in Base.metadata.tables.items()}
-    assert models == SCHEMA_SNAPSHOTS[migrations.latest_version()], "schema changed: add a migration step"
-
-
-def test_fresh_database_is_created_at_the_latest_version(url: str) -> None:
-    open_store(url).close()
-    assert schema_version(url) == migrations.latest_version() == LATEST
-    assert {t: column_names(url, t) for t in Base.metadata.tables} == SCHEMA_SNAPSHOTS[LATEST]
-    open_store(url).close()  # opening again changes nothing
-    assert schema_version(url) == LATEST
-
-
-def add_comment_column(conn: Connection) -> None:
-    conn.execute(text("ALTER TABLE runs ADD COLUMN comment VARCHAR(200) DEFAULT 'migrated'"))
-
-
-def test_pending_migration_is_applied(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    with open_store(url) as store:
-        run_id = store.save_run(make_run())
-    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, add_comment_column])
-
-    with open_store(url) as store:
-        assert store.get_run(run_id) == make_run()
-    assert schema_version(url) == LATEST + 1
-    assert "comment" in column_names(url, "runs")
-
-
-def test_failing_migration_leaves_the_database_untouched(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    open_store(url).close()
-
-    def broken_step(conn: Connection) -> None:
-        raise RuntimeError("migration bug")
-
-    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, add_comment_column, broken_step])
-    with pytest.raises(RuntimeError, match="migration bug"):
-        open_store(url)
-
-    assert schema_version(url) == LATEST
-    assert "comment" not in column_names(url, "runs")  # the DDL of step 1 was rolled back too
-
-
-def test_newer_database_is_refused(url: str) -> None:
-    open_store(url).close()
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE schema_version SET version = 7"))
-    engine.dispose()
-
-    message = rf"database schema version 7 is newer than this sreval \(knows up to {LATEST}\); upgrade sreval"
-    with pytest.raises(SrevalError, match=message):
-        open_store(url)
-
-
-def test_sreval_tables_without_version_are_refused(url: str) -> None:
-    open_store(url).close()
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE schema_version"))
-    engine.dispose()
-
-    with pytest.raises(SrevalError, match="no schema_version table"):
-        open_store(url)
-
-
-def test_version_1_database_gets_the_metric_cache(url: str) -> None:
-    """A real migration: a database as sreval 0.1 wrote it (schema 1, no metric_cache) keeps its runs and gains
-    the cache table."""
-    with open_store(url) as store:
-        run_id = store.save_run(make_run())
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):  # dependents first
-            if table.name not in SCHEMA_SNAPSHOTS[1]:
-                conn.execute(text(f"DROP TABLE {table.name}"))
-        conn.execute(text("UPDATE schema_version SET version = 1"))
-    engine.dispose()
-    engine = create_engine(url)
-    assert "metric_cache" not in inspect(engine).get_table_names()
-    engine.dispose()
-
-    with open_store(url) as store:
-        assert store.get_run(run_id) == make_run()
-        store.cache_metrics("pair", {"psnr@k": 31.5})
-        assert store.cached_metrics("pair") == {"psnr@k": 31.5}
-    assert schema_version(url) == LATEST
-    assert column_names(url, "metric_cache") == SCHEMA_SNAPSHOTS[2]["metric_cache"]
-
-
-def test_metric_cache_keeps_the_first_value_per_key(url: str) -> None:
-    with open_store(url) as store:
-        assert store.cached_metrics("p") == {}
-        store.cache_metrics("p", {"a": 1.0, "b": 2.0})
-        store.cache_metrics("p", {"b": 9.0, "c": 3.0})  # same key, same number by construction: not rewritten
-        store.cache_metrics("q", {})
-        assert store.cached_metrics("p") == {"a": 1.0, "b": 2.0, "c": 3.0}
-        assert store.cached_metrics("q") == {}
-
-
-# --- opening ----------------------------------------------------------------------------------------------
-
-
-def test_default_url_comes_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "deep" / "er" / "results.sqlite"
-    monkeypatch.setenv("SREVAL_DB", f"sqlite:///{path}")
-    open_store().close()
-    assert path.is_file()
-
-
-@pytest.mark.parametrize(
-    ("bad_url", "message"),
-    [
-        ("not a url", "bad results database URL not a url"),
-        ("nosuchdb://user:hunter2@host/db", r"bad results database URL nosuchdb://user:\*\*\*@host/db"),
-        ("postgresql://user:hunter2@host:port/db", r"bad results database URL postgresql://user:\*\*\*@host:port"),
-    ],
-)
-def test_bad_url(bad_url: str, message: str) -> None:
-    with pytest.raises(SrevalError, match=message) as caught:
-        open_store(bad_url)
-    assert "hunter2" not in str(caught.value)
-
-
-def test_sqlite_folder_that_cannot_be_created(tmp_path: Path) -> None:
-    (tmp_path / "a-file").write_text("")
-    with pytest.raises(SrevalError, match="cannot create the folder"):
-        open_store(f"sqlite:///{tmp_path}/a-file/results.sqlite")
-
-
-def test_refused_postgres_connection_names_the_url_not_the_password() -> None:
-    """Also checks that a plain postgresql:// URL works with psycopg2, the driver `sreval[postgres]` installs."""
-    with pytest.raises(SrevalError) as caught:
-        open_store("postgresql://sreval:hunter2@127.0.0.1:1/results")
-    message = str(caught.value)
-    assert "postgresql://sreval:***@127.0.0.1:1/results" in message
-    assert "hunter2" not in message
-    assert "refused" in message.lower()
-
-
-def test_silent_postgres_server_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A server that accepts TCP but never answers must not hang `open_store`: connect_timeout applies."""
-    monkeypatch.setattr(api, "CONNECT_TIMEOUT_S", 1)
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        port = silent.getsockname()[1]
-        started = time.perf_counter()
-        with pytest.raises(SrevalError, match=f"127.0.0.1:{port}.*timeout"):
-            open_store(f"postgresql+psycopg2://sreval@127.0.0.1:{port}/results")
-    assert time.perf_counter() - started < 5
-
-
-@pytest.mark.parametrize(
-    ("url", "masked"),
-    [
-        ("postgresql://mos:hunter2@db.example.org/mos", "postgresql://mos:***@db.example.org/mos"),
-        ("postgresql+psycopg2://mos:hunter2@db.example.org:5433/mos", "postgresql+psycopg2://mos:***@db.example.org:5433/mos"),
-        ("postgresql://mos:hun@ter2@db.example.org/mos", "postgresql://mos:***@db.example.org/mos"),
-        ("postgresql://mos:hun:ter@2@db.example.org/mos", "postgresql://mos:***@db.example.org/mos"),
-        ("postgresql://mos:hun%40ter%3A2@db.example.org/mos", "postgresql://mos:***@db.example.org/mos"),
-        ("postgresql://mos:hun/ter?2@db.example.org/mos", "postgresql://mos:***@db.example.org/mos"),
-        ("postgresql://:hunter2@db.example.org/mos", "postgresql://:***@db.example.org/mos"),
-        ("postgresql://db.example.org/mos?user=mos&password=hunter2", "postgresql://db.example.org/mos?user=mos&password=***"),
-        ("postgresql://db.example.org/mos?PASSWORD=hunter2&sslmode=require", "postgresql://db.example.org/mos?PASSWORD=***&sslmode=require"),
-        ("postgresql://mos@db.example.org/mos?sslpassword=hunter2", "postgresql://mos@db.example.org/mos?sslpassword=***"),
-        ("sqlite:////home/a@b/results.sqlite", "sqlite:////home/a@b/results.sqlite"),
-        ("sqlite:///results.sqlite", "sqlite:///results.sqlite"),
-        ("postgresql://mos@db.example.org/mos", "postgresql://mos@db.example.org/mos"),
-    ],
-)  # fmt: skip
-def test_mask_url_hides_the_password_in_every_form(url: str, masked: str) -> None:
-    assert mask_url(url) == masked
-    assert "hunter2" not in mask_url(url) and "ter2" not in mask_url(url)
+    values, runs = store.latest_values([first_id])
+    assert runs == [first_id]
+    assert sorted(values["value"]) == sorted(v.value for v in first.values)

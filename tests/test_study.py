@@ -42,7 +42,7 @@ from sreval.study import (
     invite_link,
     open_study_store,
 )
-from sreval.study.api import DraftImage, DraftMethod, DraftStimulus, StudyDraft
+from sreval.study import DraftImage, DraftMethod, DraftStimulus, StudyDraft
 from sreval.study.builder import build_study
 from sreval.study.schedule import build_schedule, rater_seed, retest_count
 from sreval.study.security import token_sha256

@@ -338,7 +338,7 @@ def test_kill_after_rendering_before_the_database_row_does_not_block_a_rerun(tmp
     # The process dies at the moment it would store the study: no clean-up code runs, as with kill -9.
     dies = (
         "import os, sys\n"
-        "from sreval.study.api import StudyStore\n"
+        "from sreval.study import StudyStore\n"
         "StudyStore.create_study = lambda self, draft: os._exit(9)\n"
         "from sreval.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"

@@ -14,8 +14,7 @@ import pytest
 from sreval.cli import main
 from sreval.imageio import save_png
 from sreval.report.study_report import SECTIONS, SIMULATED_BANNER
-from sreval.study import open_study_store
-from sreval.study.api import DraftImage, DraftMethod, DraftStimulus, StudyDraft
+from sreval.study import DraftImage, DraftMethod, DraftStimulus, StudyDraft, open_study_store
 from sreval.study.simulate import simulate
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -10,7 +10,8 @@ import streamlit as st
 
 from mos_pages import common
 from sreval.errors import SrevalError
-from sreval.study import GOLD_RULE, check_admin_password, invite_link
+from sreval.study import check_admin_password, invite_link
+from sreval.vocabulary import GOLD_RULE
 
 log = logging.getLogger("sreval.raters_app")
 
@@ -42,7 +43,7 @@ def _sign_out() -> None:
 
 def _close(study: str) -> None:
     try:
-        closed_at = common.store().close_study(study)
+        closed_at = common.admin_store().close_study(study)
     except SrevalError as exc:
         common.flash(f"Could not close {study}: {exc}")
         return
@@ -52,7 +53,7 @@ def _close(study: str) -> None:
 def _invite(study: str) -> None:
     n, base = st.session_state.get("invite-n", 1), str(st.session_state.get("invite-base", "")).strip()
     try:
-        links = [(rater, invite_link(base, tok)) for rater, tok in common.store().invite(study, int(n))]
+        links = [(rater, invite_link(base, tok)) for rater, tok in common.admin_store().invite(study, int(n))]
     except SrevalError as exc:
         common.flash(f"Nobody was invited: {exc}")
         return
@@ -88,7 +89,7 @@ def render() -> None:
 
 
 def _studies() -> None:
-    store = common.store()
+    store = common.admin_store()
     studies = store.list_studies()
     st.caption(f"Database: {store.url}")
     if studies.empty:

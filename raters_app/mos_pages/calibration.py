@@ -1,4 +1,4 @@
-"""Calibration: first the two ends of the scale (an image that stands for 5 – Excellent and one for 1 – Bad),
+"""Calibration: first the two ends of the scale (an image that stands for the top score and one for the bottom),
 then the calibration items one at a time, each followed by feedback with its intended score.
 
 Calibration answers are stored like any other rating (the store keeps them apart by the stimulus kind), so
@@ -11,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from mos_pages import common
+from mos_pages import answering, common, stimulus
 from sreval.study import Item, SubmitResult
 
 #: Session key of the feedback waiting to be shown after a calibration answer.
@@ -30,30 +30,7 @@ def feedback_pending(token: str) -> bool:
     return isinstance(pending, dict) and pending.get("token") == token
 
 
-def anchor_examples(study: str, rater: str) -> list[tuple[int, str]]:
-    """(intended score, stimulus id) of a 5 and a 1 from the rater's own calibration items, of the same source
-    image when possible (so the two differ only in quality). Read on the server: the page gets only the images.
-
-    The rater API has no call for this (`next_item` gives one item at a time), so it is made from the admin
-    calls `schedule` and `stimuli`; nothing of what they return but the stimulus id reaches the page.
-    """
-    store = common.store()
-    schedule = store.schedule(study, rater)
-    ids = list(schedule.loc[schedule["phase"] == "calibration", "stimulus"])
-    if not ids:
-        return []
-    stimuli = store.stimuli(study).set_index("public_id").loc[ids]
-    by_image: dict[tuple[str, str], dict[int, str]] = {}
-    for public_id, row in stimuli.iterrows():
-        by_image.setdefault((str(row["dataset"]), str(row["image"])), {})[int(row["expected"])] = str(public_id)
-    for found in by_image.values():  # in the rater's calibration order
-        if 5 in found and 1 in found:
-            return [(5, found[5]), (1, found[1])]
-    anyone = {score: public_id for found in by_image.values() for score, public_id in found.items()}
-    return [(score, anyone[score]) for score in (5, 1) if score in anyone]
-
-
-def _remember_feedback(token: str) -> common.OnRecorded:
+def _remember_feedback(token: str) -> answering.OnRecorded:
     def remember(item: Item, score: int, result: SubmitResult) -> None:
         last = item.phase_position + 1 >= item.phase_total
         st.session_state[FEEDBACK] = {
@@ -68,15 +45,16 @@ def _anchors_done(token: str) -> None:
     st.session_state[ANCHORS_SEEN] = seen | {token}
 
 
-def _show_anchors(token: str, study: str, rater: str) -> None:
+def _show_anchors(token: str) -> None:
     st.title("Calibration")
     st.write(
         "Before you start, here are the two ends of the scale. Look at both carefully: the study's images lie "
         "somewhere between (or at) these two."
     )
-    for score, stimulus in anchor_examples(study, rater):
-        st.subheader(f"This is an example of {_label(score)}")
-        common.show_image(token, stimulus, f"anchor-{score}")
+    # The store picks the two from the rater's own calibration items; only their stimulus ids reach the page.
+    for anchor in common.rater_store().calibration_anchors(token):
+        st.subheader(f"This is an example of {_label(anchor.score)}")
+        stimulus.show_image(token, anchor.stimulus, f"anchor-{anchor.score}")
     st.button("Start calibration", type="primary", on_click=_anchors_done, args=(token,))
 
 
@@ -93,7 +71,7 @@ def _show_feedback(token: str, feedback: dict[str, Any]) -> None:
         st.write("Calibration is complete. The study begins now; from here on there is no feedback.")
     label = "Begin the study" if feedback["last"] else "Next image"
     st.button(label, type="primary", on_click=lambda: st.session_state.pop(FEEDBACK, None))
-    common.show_image(token, str(feedback["stimulus"]), "feedback")
+    stimulus.show_image(token, str(feedback["stimulus"]), "feedback")
 
 
 def render() -> None:
@@ -106,7 +84,7 @@ def render() -> None:
     item = route.item
     assert item is not None and item.phase == "calibration"
     if item.phase_position == 0 and token not in st.session_state.get(ANCHORS_SEEN, set()):
-        _show_anchors(token, route.view.study, route.view.rater)
+        _show_anchors(token)
         return
     st.title("Calibration")
     st.progress(
@@ -115,4 +93,4 @@ def render() -> None:
     )
     common.show_flash()
     st.write("How good is the quality of this image? After your answer you will see the intended score.")
-    common.rating_widget(token, item, _remember_feedback(token))
+    answering.rating_widget(token, item, _remember_feedback(token))

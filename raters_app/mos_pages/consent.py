@@ -10,27 +10,27 @@ import streamlit as st
 from mos_pages import common
 from sreval.errors import SrevalError
 from sreval.study import RequestRefused
+from sreval.vocabulary import HIGHEST_SCORE, LOWEST_SCORE, SCORE_LABELS, SCORES
 
 log = logging.getLogger("sreval.raters_app")
 
-INSTRUCTIONS = """
-You will see images one at a time and rate the **quality** of each one on a five-point scale:
+_SCALE_ROWS = "\n".join(f"| {score} | {label.capitalize()} |" for score, label in reversed(SCORE_LABELS.items()))
+
+INSTRUCTIONS = f"""
+You will see images one at a time and rate the **quality** of each one on a {len(SCORES)}-point scale:
 
 | Score | Meaning |
 |---|---|
-| 5 | Excellent |
-| 4 | Good |
-| 3 | Fair |
-| 2 | Poor |
-| 1 | Bad |
+{_SCALE_ROWS}
 
-* Answer with the keys **1** to **5**, or click the buttons above the image. Each answer is saved at once and
-  cannot be changed afterwards. Go with your first impression; there are no right or wrong answers.
+* Answer with the keys **{LOWEST_SCORE}** to **{HIGHEST_SCORE}**, or click the buttons above the image. Each answer
+  is saved at once and cannot be changed afterwards. Go with your first impression; there are no right or wrong
+  answers.
 * Each image is shown at its true size, pixel for pixel. Use a computer with a large screen and keep the
   browser window large (full screen is best); you will be told if the window is too small.
 * Some images appear more than once. That is intended: rate each showing on its own.
-* First comes a short **calibration**: you see what a 5 and a 1 look like, then rate a few images and are told
-  the intended score. Then the study itself begins.
+* First comes a short **calibration**: you see what a {HIGHEST_SCORE} and a {LOWEST_SCORE} look like, then rate a
+  few images and are told the intended score. Then the study itself begins.
 * You can stop at any time and come back later with the same link: you will continue where you stopped.
 """
 
@@ -43,7 +43,7 @@ published in anonymous form. Taking part is voluntary; you may stop at any time 
 
 def _agree(token: str) -> None:
     try:
-        common.store().give_consent(token)
+        common.rater_store().give_consent(token)
     except RequestRefused as exc:
         common.flash(f"Your consent could not be recorded: {exc}.")
     except SrevalError as exc:

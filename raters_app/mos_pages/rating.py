@@ -1,10 +1,10 @@
-"""The study itself: one image at a time at native resolution, the 1–5 scale, progress; keys 1–5 answer."""
+"""The study itself: one image at a time at native resolution, the ACR scale, progress; the score keys answer."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from mos_pages import common
+from mos_pages import answering, common
 
 
 def render() -> None:
@@ -17,4 +17,4 @@ def render() -> None:
     )
     common.show_flash()
     st.markdown("**How good is the quality of this image?**")
-    common.rating_widget(route.token, item)
+    answering.rating_widget(route.token, item)

@@ -3,13 +3,13 @@ rater screening and subject models (BT.500, P.913, P.910 / SUREAL), reliability,
 and the number of raters a study needs.
 
 `pipeline.analyze` makes every table of `sreval analyze` from a ratings table (`ratings.read_ratings_csv`,
-`ratings.read_study_ratings`); each module holds one analysis and documents its statistical choices:
+or the study store's `ratings`); each module holds one analysis and documents its statistical choices:
 `mos`, `wilcoxon`, `screening`, `sureal`, `reliability`, `ranks`, `correlation`, `power`.
 """
 
 from sreval.analysis.pipeline import Analysis, AnalysisOptions, analyze, write_analysis
 from sreval.analysis.power import PowerResult, RaterModel, raters_needed, simulated_power
-from sreval.analysis.ratings import read_ratings_csv, read_study_ratings, select_ratings, validate_ratings
+from sreval.analysis.ratings import read_ratings_csv, select_ratings, validate_ratings
 from sreval.analysis.wilcoxon import signed_rank_test
 
 __all__ = [
@@ -20,7 +20,6 @@ __all__ = [
     "analyze",
     "raters_needed",
     "read_ratings_csv",
-    "read_study_ratings",
     "select_ratings",
     "signed_rank_test",
     "simulated_power",

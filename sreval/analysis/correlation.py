@@ -92,21 +92,6 @@ def correlate(x: NDArray[np.float64], y: NDArray[np.float64]) -> dict[str, float
     return out
 
 
-def metric_values(url: str | None, runs: list[int] | None = None) -> tuple[pd.DataFrame, list[int]]:
-    """Metric values of the results store (method, dataset, image, metric, value) and the run ids they come from:
-    the given runs, or every stored run; later runs win."""
-    from sreval.results import open_store
-
-    with open_store(url) as store:
-        ids = list(runs) if runs else [int(i) for i in store.list_runs()["id"]]
-        frames = [store.run_values(run_id).assign(run=run_id) for run_id in ids]
-    if not frames:
-        return pd.DataFrame(columns=["method", "dataset", "image", "metric", "value"]), ids
-    values = pd.concat(frames, ignore_index=True)
-    values = values.drop_duplicates(["method", "dataset", "image", "metric"], keep="last")
-    return values.drop(columns="run").reset_index(drop=True), ids
-
-
 def correlation_table(per_image_mos: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
     """Correlations of every metric with the per-image MOS (`COLUMNS`): over all images (dataset `all`) and per
     dataset. `per_image_mos` has method, dataset, image, mos; `values` method, dataset, image, metric, value."""

@@ -153,17 +153,6 @@ def read_ratings_csv(path: Path, *, scale: tuple[float, float] | None = ACR_SCAL
     return validate_ratings(frame, scale=scale)
 
 
-def read_study_ratings(study: str, db: str | None = None) -> pd.DataFrame:
-    """Every rating of a study in the study store (all kinds, simulated raters too), checked."""
-    from sreval.study import open_study_store
-
-    with open_study_store(db) as store:
-        frame = store.export(study, include_simulated=True, include_gold=True, include_calibration=True)
-    if frame.empty:
-        raise SrevalError(f"study {study} has no ratings yet")
-    return validate_ratings(frame)
-
-
 def select_ratings(
     ratings: pd.DataFrame,
     *,

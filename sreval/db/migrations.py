@@ -7,13 +7,13 @@ to be shipped, found and kept in sync for no gain. What we need from it fits in 
 * the `schema_version` table holds one row, the version the database is at;
 * `MIGRATIONS[i]` is a plain function that upgrades a database from version `i + 1` to `i + 2`
   (version 1 is the first released schema);
-* `upgrade` runs in ONE transaction (the SQLite engine is set up for transactional DDL in `api`): a fresh
-  database gets the latest tables straight from `models` and is stamped with the latest version, an older
+* `upgrade` runs in ONE transaction (the SQLite engine is set up for transactional DDL in `engine`): a fresh
+  database gets the latest tables straight from `tables` and is stamped with the latest version, an older
   one gets its pending steps in order, and a failing step leaves the database exactly as it was;
 * a database newer than this code is refused rather than half understood.
 
 A migration step receives the open `Connection` and may use DDL (`ALTER TABLE ...`) and data updates;
-it must produce exactly the schema that `models` then describes.
+it must produce exactly the schema that `tables` then describes.
 """
 
 from __future__ import annotations
@@ -66,7 +66,10 @@ def _v2_metric_cache(conn: Connection) -> None:
 
 
 def _v3_studies(conn: Connection) -> None:
-    """Version 3: the MOS study tables (`studies`, `study_*`), spelled out as they were at version 3."""
+    """Version 3: the MOS study tables (`studies`, `study_*`), spelled out as they were at version 3.
+
+    The stimulus kinds and the score bounds are written as literals, not taken from `sreval.vocabulary`: a step
+    is a frozen snapshot of the schema it made, and must not change when the vocabulary does."""
     meta = MetaData()
     Table(
         "studies",

@@ -35,6 +35,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from sreval.vocabulary import HIGHEST_SCORE, LOWEST_SCORE, STIMULUS_KINDS
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware datetime that always comes back in UTC.
@@ -170,12 +172,12 @@ class CachedMetricValue(Base):
 # Constraint names are spelt out so that SQLite and PostgreSQL report the same ones, and the migration step
 # (`migrations._v3_studies`) can create exactly these tables.
 
-#: What a stimulus is. `test` items are rated for the study; the others have a known answer (`expected`):
-#: gold items (HR / NN versions of test images, hidden among the test items) check attention, calibration
-#: items (HR / NN versions of images outside the test set, shown first with their intended score) anchor the scale.
-STIMULUS_KINDS = ("test", "gold_hr", "gold_nn", "calibration_hr", "calibration_nn")
 #: Phases of a rater's schedule, in the order they are presented.
 SCHEDULE_PHASES = ("calibration", "test")
+
+
+#: A score on the ACR scale, as SQL.
+_ON_SCALE = f"BETWEEN {LOWEST_SCORE} AND {HIGHEST_SCORE}"
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -234,7 +236,7 @@ class Stimulus(Base):
     __tablename__ = "study_stimuli"
     __table_args__ = (
         CheckConstraint(_one_of("kind", STIMULUS_KINDS), name="ck_study_stimuli_kind"),
-        CheckConstraint("expected IS NULL OR expected BETWEEN 1 AND 5", name="ck_study_stimuli_expected"),
+        CheckConstraint(f"expected IS NULL OR expected {_ON_SCALE}", name="ck_study_stimuli_expected"),
         UniqueConstraint("study_id", "path", name="uq_study_stimuli_study_path"),
     )
 
@@ -298,7 +300,7 @@ class Rating(Base):
 
     __tablename__ = "study_ratings"
     __table_args__ = (
-        CheckConstraint("score BETWEEN 1 AND 5", name="ck_study_ratings_score"),
+        CheckConstraint(f"score {_ON_SCALE}", name="ck_study_ratings_score"),
         CheckConstraint("response_ms IS NULL OR response_ms >= 0", name="ck_study_ratings_response_ms"),
         UniqueConstraint("rater_id", "stimulus_id", "repetition", name="uq_study_ratings_rater_stimulus_rep"),
         ForeignKeyConstraint(

@@ -462,7 +462,7 @@ def load_inputs(
 ) -> ReportInputs:
     """Gather a report's inputs: the ratings (a study in the store, or a long CSV), the study's stimuli, and
     the `summary.csv` of a run-benchmarks `--out` folder."""
-    from sreval.analysis import read_ratings_csv, read_study_ratings
+    from sreval.analysis import read_ratings_csv, validate_ratings
 
     if (study is None) == (ratings is None):
         raise SrevalError("a report needs exactly one of --study NAME and --ratings FILE.csv")
@@ -470,8 +470,8 @@ def load_inputs(
     if study is not None:
         from sreval.study import open_study_store
 
-        frame, source = read_study_ratings(study, db), f"study {study}"
         with open_study_store(db) as store:
+            frame, source = validate_ratings(store.ratings(study)), f"study {study}"
             stimuli = store.stimuli(study)
     else:
         assert ratings is not None

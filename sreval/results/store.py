@@ -12,33 +12,21 @@ import json
 import logging
 import math
 import numbers
-import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import astuple, dataclass, field
 from datetime import datetime
-from importlib.util import find_spec
-from pathlib import Path
 from typing import Any, Self
 
 import pandas as pd
-from sqlalchemy import Engine, create_engine, event, func, insert, select
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
-from sreval import settings
-from sreval.db import migrations
+from sreval.db.engine import database_errors, open_engine
 from sreval.db.tables import Base, CachedMetricValue, Image, Method, MetricValue, Run, RunImage, RunMethod
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 
 log = logging.getLogger(__name__)
-
-#: Seconds to wait for a PostgreSQL server before giving up (unless the URL sets `connect_timeout`).
-CONNECT_TIMEOUT_S = 10
-#: How long an SQLite writer waits for the write lock (study store: raters submitting at once).
-SQLITE_BUSY_TIMEOUT_S = 30.0
-
 
 #: RunRecord fields stored as columns of the `runs` row, under the same names.
 _RUN_COLUMNS = (
@@ -94,28 +82,6 @@ class RunRecord:
     values: list[ValueRecord] = field(default_factory=list)
 
 
-#: The password of a URL's user part: everything between the user's ':' and the last '@' before the host, so
-#: that a password holding '@', ':', '/' or '?' (percent-encoded or not) is hidden whole.
-_URL_PASSWORD = re.compile(
-    r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:@/?#]*:)(?P<password>.*)(?P<tail>@[^@/?#]*(?:[/?#].*)?)$", re.S
-)
-#: Query parameters that carry a secret (libpq's `password` and `sslpassword`, and the usual others).
-_SECRET_PARAMETER = re.compile(r"(?i)([?&](?:password|passwd|pwd|pass|sslpassword|secret|token)=)[^&#]*")
-
-
-def mask_url(url: str) -> str:
-    """`url` with every password replaced by `***`: in the user part (whatever characters it holds) and in
-    query parameters such as `?password=`. Safe to log and to show."""
-    masked = _URL_PASSWORD.sub(r"\g<head>***\g<tail>", url)
-    return _SECRET_PARAMETER.sub(r"\1***", masked)
-
-
-def _reason(exc: BaseException) -> str:
-    """The driver's own message (without SQLAlchemy's SQL echo and help link) when there is one."""
-    cause = exc.orig if isinstance(exc, DBAPIError) else exc
-    return " ".join(str(cause).split())
-
-
 class Store:
     """An open results database. Create it with `open_store`; `close` it (or use `with`) when done."""
 
@@ -130,12 +96,8 @@ class Store:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    @contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except SQLAlchemyError as exc:
-            raise SrevalError(f"could not {action} in results database {self.url}: {_reason(exc)}") from exc
+    def _errors(self, action: str) -> AbstractContextManager[None]:
+        return database_errors("results", self.url, action)
 
     def save_run(self, run: RunRecord) -> int:
         """Store `run` with all its methods, images and values in one transaction; return the run id."""
@@ -176,6 +138,17 @@ class Store:
             rows = _value_rows(session, run_id)
         frame = pd.DataFrame(rows, columns=["method", "dataset", "image", "metric", "value"])
         return frame.astype({"value": "float64"})
+
+    def latest_values(self, runs: Sequence[int] = ()) -> tuple[pd.DataFrame, list[int]]:
+        """Metric values of `runs` (every stored run when empty) and the run ids they come from: one row per
+        method, dataset, image and metric (columns of `run_values`), the value of the latest of those runs."""
+        ids = [int(i) for i in runs] if runs else [int(i) for i in self.list_runs()["id"]]
+        frames = [self.run_values(run_id) for run_id in ids]
+        if not frames:
+            return pd.DataFrame(columns=["method", "dataset", "image", "metric", "value"]), ids
+        values = pd.concat(frames, ignore_index=True)
+        values = values.drop_duplicates(["method", "dataset", "image", "metric"], keep="last")
+        return values.reset_index(drop=True), ids
 
     def get_run(self, run_id: int) -> RunRecord:
         """Run `run_id` as it was saved (JSON fields come back as JSON, e.g. tuples as lists)."""
@@ -223,110 +196,28 @@ class Store:
     def _load_run(self, session: Session, run_id: int) -> Run:
         row = session.get(Run, run_id)
         if row is None:
-            raise SrevalError(f"no run with id {run_id} in results database {self.url}")
+            raise ParameterError("run_id", f"no run with id {run_id} in results database {self.url}")
         return row
 
 
 def open_store(url: str | None = None) -> Store:
     """Open (creating or migrating as needed) the results database at `url`, default `settings.db_url()`."""
-    resolved = settings.db_url(url)
-    masked = mask_url(resolved)
-    engine = create_store_engine(resolved, masked)
-    try:
-        with engine.begin() as conn:
-            version = migrations.upgrade(conn)
-    except SQLAlchemyError as exc:
-        engine.dispose()
-        raise SrevalError(f"cannot open results database {masked}: {_reason(exc)}") from exc
-    except SrevalError as exc:
-        engine.dispose()
-        raise SrevalError(f"results database {masked}: {exc}") from exc
-    log.debug("opened results database %s at schema version %d", masked, version)
+    engine, masked = open_engine(url, "results")
     return Store(engine, masked)
-
-
-def create_store_engine(url: str, masked: str, what: str = "results", *, concurrent_writers: bool = False) -> Engine:
-    """An engine for `url`; SQLite gets its folder created and transactional DDL, PostgreSQL a connect timeout
-    and connections checked before use.
-
-    `concurrent_writers` (the study store: many raters at once) adds what SQLite needs for that: a database file
-    (not memory), WAL (readers never wait for the writer), a busy timeout (writers queue instead of failing) and
-    BEGIN IMMEDIATE for transactions run with the execution option `sreval_write=True` (a deferred transaction
-    that read first could not take the write lock after another writer committed, and would fail at once).
-    """
-    try:
-        parsed = make_url(url)
-        connect_args: dict[str, Any] = {}
-        options: dict[str, Any] = {}
-        if parsed.get_backend_name() == "sqlite":
-            database = parsed.database or ""
-            if concurrent_writers and (database in ("", ":memory:") or "mode=memory" in str(parsed)):
-                raise SrevalError(f"a {what} database must be a file or a server, not in memory ({masked})")
-            _create_sqlite_folder(parsed)
-            if concurrent_writers:
-                connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_S
-        if parsed.get_backend_name() == "postgresql":
-            parsed = _installed_pg_driver(parsed)
-            if "connect_timeout" not in parsed.query:
-                connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
-            # A pooled connection the server has ended (restart, idle timeout, failover) is replaced when it is
-            # taken from the pool instead of failing the request that took it: one round trip per checkout.
-            options["pool_pre_ping"] = True
-        engine = create_engine(parsed, connect_args=connect_args, **options)
-    except (SQLAlchemyError, ValueError) as exc:  # ValueError: e.g. a port that is not a number
-        raise SrevalError(f"bad {what} database URL {masked}: {_reason(exc)}") from exc
-    except ImportError as exc:
-        raise SrevalError(f"cannot open {what} database {masked}: its driver is not installed ({exc})") from exc
-    except OSError as exc:
-        raise SrevalError(f"cannot create the folder of {what} database {masked}: {exc}") from exc
-    if engine.dialect.name == "sqlite":
-        _make_sqlite_transactional(engine, wal=concurrent_writers)
-    return engine
-
-
-def _installed_pg_driver(url: URL) -> URL:
-    """Plain `postgresql://` means psycopg 3 to SQLAlchemy 2.1, but `sreval[postgres]` installs psycopg2:
-    use that when psycopg 3 is missing, instead of failing on the most natural way to write the URL."""
-    if url.drivername == "postgresql" and find_spec("psycopg") is None and find_spec("psycopg2") is not None:
-        return url.set(drivername="postgresql+psycopg2")
-    return url
-
-
-def _create_sqlite_folder(url: URL) -> None:
-    database = url.database
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-
-
-def _make_sqlite_transactional(engine: Engine, *, wal: bool = False) -> None:
-    """Let SQLAlchemy emit BEGIN itself: Python's sqlite3 would otherwise autocommit DDL (breaking atomic
-    migrations), and switch on foreign keys, which SQLite leaves off by default (see `create_store_engine`)."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        dbapi_connection.execute("PRAGMA foreign_keys = ON")
-        if wal:
-            dbapi_connection.execute("PRAGMA journal_mode = WAL")
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        writes = wal and conn.get_execution_options().get("sreval_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
 
 def _check_json(what: str, obj: object) -> None:
     try:
         json.dumps(obj, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise SrevalError(f"{what} cannot be stored as JSON: {exc}") from exc
+        raise ParameterError("run", f"{what} cannot be stored as JSON: {exc}") from exc
 
 
 def _check_run(run: RunRecord) -> None:
     """Reject a run the database would store wrongly or not at all, before anything is written."""
     for what, stamp in (("started_at", run.started_at), ("finished_at", run.finished_at)):
         if stamp.utcoffset() is None:
-            raise SrevalError(f"run {what} {stamp} has no time zone; use datetime.now(timezone.utc)")
+            raise ParameterError("run", f"run {what} {stamp} has no time zone; use datetime.now(timezone.utc)")
     _check_json("run protocol", run.protocol)
     _check_json("run timings", run.timings)
     _check_json("run dataset checksums", run.dataset_checksums)
@@ -341,20 +232,20 @@ def _check_run(run: RunRecord) -> None:
     for v in run.values:
         where = f"method {v.method!r}, dataset {v.dataset!r}, image {v.image!r}, metric {v.metric!r}"
         if v.method not in methods:
-            raise SrevalError(f"value for {where}: the method is not among the run's methods")
+            raise ParameterError("run", f"value for {where}: the method is not among the run's methods")
         if (v.dataset, v.image) not in images:
-            raise SrevalError(f"value for {where}: the image is not among the run's images")
+            raise ParameterError("run", f"value for {where}: the image is not among the run's images")
         if not isinstance(v.value, numbers.Real) or isinstance(v.value, bool):
-            raise SrevalError(f"value for {where} is {v.value!r}, not a number")
+            raise ParameterError("run", f"value for {where} is {v.value!r}, not a number")
         if math.isnan(v.value):
-            raise SrevalError(f"value for {where} is NaN; refusing to store it")
+            raise ParameterError("run", f"value for {where} is NaN; refusing to store it")
 
 
 def _check_unique(what: str, keys: Sequence[object]) -> None:
     seen: set[object] = set()
     for key in keys:
         if key in seen:
-            raise SrevalError(f"run has {what} {key!r} twice")
+            raise ParameterError("run", f"run has {what} {key!r} twice")
         seen.add(key)
 
 

@@ -59,7 +59,7 @@ from sreval.errors import SrevalError
 from sreval.imageio import LoadedImage, load_image, pixels_sha256, save_png
 from sreval.methods.base import Method, MethodInput, NearestNeighbour, parse_methods
 from sreval.protocol import Protocol
-from sreval.study.api import (
+from sreval.study import (
     DraftImage,
     DraftMethod,
     DraftStimulus,

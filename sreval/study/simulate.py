@@ -28,7 +28,7 @@ import numpy as np
 
 from sreval.errors import SrevalError
 from sreval.imageio import save_png
-from sreval.study.api import DraftImage, DraftMethod, DraftStimulus, StudyDraft, StudyStore
+from sreval.study import DraftImage, DraftMethod, DraftStimulus, StudyDraft, StudyStore
 from sreval.study.security import new_public_id
 
 #: Mean true quality by what a stimulus shows; methods not listed get `OTHER_QUALITY`.
