@@ -16,7 +16,7 @@ from sreval.benchmark.cache import Cache
 from sreval.benchmark.runner import run_benchmarks
 from sreval.datasets.registry import get_dataset
 from sreval.errors import SrevalError
-from sreval.methods.base import create_method
+from sreval.methods.network import zoo_method
 from sreval.metrics import create_metric
 from sreval.protocol import Protocol
 from sreval.train.export import add_run
@@ -55,9 +55,11 @@ def test_validation_equals_run_benchmarks_on_the_exported_weights(
 
     # The same weights, exported to the zoo and scored as `run-benchmarks` scores a zoo model.
     add_run(run, "tiny-srresnet")
+    method = zoo_method("tiny-srresnet")  # what the method spec "tiny-srresnet" resolves to
+    assert method is not None
     protocol = Protocol(scale=recipe.scale, degradation=recipe.degradation)
     benchmark = run_benchmarks(
-        [create_method("tiny-srresnet")],
+        [method],
         [get_dataset("set5")],
         [create_metric("psnr", protocol), create_metric("ssim", protocol)],
         protocol=protocol,
