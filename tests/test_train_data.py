@@ -115,7 +115,7 @@ def test_resolve_train_dir_path_name_and_errors(monkeypatch: pytest.MonkeyPatch,
     assert resolve_train_dir("T91", root=other) == other / "T91"  # the flag beats the environment
     with pytest.raises(SrevalError, match=r"no training set given.*available there: DIV2K, T91\)"):
         resolve_train_dir(None)
-    with pytest.raises(SrevalError, match=r"'Flickr2K' not found.*--train-dir.*SREVAL_TRAINING_ROOT"):
+    with pytest.raises(SrevalError, match=r"'Flickr2K' not found.*spec.*SREVAL_TRAINING_ROOT"):
         resolve_train_dir("Flickr2K")
     (tmp_path / "file.png").write_bytes(b"")
     with pytest.raises(SrevalError, match="is a file"):

@@ -88,7 +88,7 @@ class CheckpointReader:
             then = f"delete {self.folder} to start this run again from step 0 (there is no older checkpoint)"
         return SrevalError(
             f"cannot resume: checkpoint file {self.folder / name} is damaged or unreadable: {reason}. To go on, "
-            f"{then}, or start afresh with another --out"
+            f"{then}, or start afresh in another run folder (out)"
         )
 
     def state(self) -> dict[str, Any]:

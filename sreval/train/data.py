@@ -24,7 +24,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 from sreval.imageio import DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
@@ -65,9 +65,10 @@ def resolve_train_dir(spec: str | os.PathLike[str] | None, *, root: str | os.Pat
     """
     base = training_root(root)
     if spec is None or not str(spec):
-        raise SrevalError(
-            f"no training set given: pass --train-dir with a folder of HR images, or the name of a folder under "
-            f"the training root {base} ({_root_contents(base)})"
+        raise ParameterError(
+            "spec",
+            f"no training set given: spec must be a folder of HR images, or the name of a folder under the "
+            f"training root {base} ({_root_contents(base)})",
         )
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -81,10 +82,11 @@ def resolve_train_dir(spec: str | os.PathLike[str] | None, *, root: str | os.Pat
             matches = [d for d in _subfolders(base) if d.name.lower() == path.name.lower()]
             if len(matches) == 1:
                 return matches[0]
-    raise SrevalError(
+    raise ParameterError(
+        "spec",
         f"training set '{spec}' not found: it is not a folder, nor a folder under the training root {base} "
-        f"({_root_contents(base)}). Pass --train-dir with the path of a folder of HR images, or set "
-        "SREVAL_TRAINING_ROOT to the folder that holds it"
+        f"({_root_contents(base)}). Give spec as the path of a folder of HR images, or set "
+        "SREVAL_TRAINING_ROOT to the folder that holds it",
     )
 
 

@@ -2,8 +2,9 @@
 
 Per step: a global batch of HR crops (sampled from (seed, step), so a resumed or multi-process run sees the same
 crops as an uninterrupted single-process one) → LR with sreval's MATLAB bicubic on the training device → one
-generator update (the recipe's weighted loss terms) → for GAN recipes one discriminator update (ESRGAN's and
-BasicSR's order: generator first).
+generator update (the recipe's weighted loss terms, built from the table in `sreval.train.loss_terms`) → for GAN
+recipes one discriminator update with the adversarial term's discriminator loss (ESRGAN's and BasicSR's order:
+generator first).
 
 Run folder `OUT/`:
 
@@ -12,10 +13,11 @@ Run folder `OUT/`:
   into a temporary folder and renamed, so a checkpoint exists completely or not at all. The two newest are kept.
   Every `checkpoint_every` steps, at the end, and when SIGINT/SIGTERM arrives (at the next step boundary). A
   SIGKILL loses at most one interval: running the same command again resumes from the newest checkpoint, and
-  `train_log.csv` drops rows past it, so the loss curve continues without a gap or a duplicate.
-- `train_log.csv` (step, lr, every loss term, it/s), `validation.csv` (step, dataset, PSNR, SSIM on Y with the
-  border shaved — sreval's own metrics on Set5/Set14 LR made by the protocol), TensorBoard events when
-  `tensorboard` is installed.
+  `train_log.csv` drops rows past it, so the loss curve continues without a gap or a duplicate
+  (`sreval.train.checkpoints`).
+- `train_log.csv` (step, lr, every loss term, it/s), `validation.csv` (step, dataset, PSNR, SSIM: the benchmark
+  path on the generator, `sreval.train.validation`), TensorBoard events when `tensorboard` is installed
+  (`sreval.train.logs`).
 - `final/generator.safetensors` + `run.yaml` (recipe, steps, wall time, device, data, validation) when the run
   has done all its steps: what `sreval zoo add` turns into a zoo entry.
 
@@ -24,7 +26,8 @@ DistributedDataParallel, each rank takes batch/N of every global batch, and disc
 by hand (DDP allows one forward per backward; the discriminator sees real and fake images separately, as in the
 papers, so that its BatchNorm statistics are not mixed). Only rank 0 writes files. BatchNorm layers use each
 rank's own statistics unless CUDA is used, where they are converted to SyncBatchNorm; on CPU a model with
-BatchNorm therefore trains slightly differently with several processes (a warning says so).
+BatchNorm therefore trains slightly differently with several processes (a warning says so). Which process runs
+where: `sreval.train.devices`.
 """
 
 from __future__ import annotations
@@ -160,9 +163,10 @@ def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
         state = reader.state()
         if state["recipe"] != recipe.as_dict():
             changed = sorted(k for k in state["recipe"] if state["recipe"][k] != recipe.as_dict().get(k))
-            raise SrevalError(
+            raise ParameterError(
+                "out",
                 f"{out} holds a run of a different recipe (differs in: {', '.join(changed)}); "
-                "use another --out, or the same settings to resume"
+                "use another run folder (out), or the same recipe settings to resume",
             )
         step, wall_before = int(state["step"]), float(state["wall_s"])
         load_into(generator, reader.tensors("generator.safetensors"), str(latest))
