@@ -55,6 +55,7 @@ from sreval.archs import create_model
 from sreval.errors import SrevalError
 from sreval.train.batches import make_loader, make_lr, to_unit
 from sreval.train.data import TrainingImages, index_images, resolve_train_dir
+from sreval.train.devices import uses_bf16
 from sreval.train.loop import TrainOptions, train
 from sreval.train.recipes import Recipe, get_recipe, with_overrides
 
@@ -211,7 +212,7 @@ def run() -> None:
             ours = sreval_loop(recipe, train_dir, device, warmup, tmp / f"run_{name}")
             if cuda:
                 torch.cuda.empty_cache()
-            bf16 = recipe.precision == "bf16" and cuda and torch.cuda.is_bf16_supported()
+            bf16 = uses_bf16(recipe.precision, device)
             settings.append(
                 f"{name}: {'bf16 autocast' if bf16 else 'fp32'}, channels_last {recipe.channels_last}, "
                 f"compile {recipe.compile}, degradation {recipe.degradation}, lr {recipe.lr:g}"

@@ -66,8 +66,13 @@ def average_gradients(module: nn.Module, world: int) -> None:
         offset += g.numel()
 
 
+def uses_bf16(precision: Precision, device: torch.device) -> bool:
+    """Whether `precision` means bf16 autocast on `device`: only on CUDA GPUs with bf16 (on the CPU it is slow)."""
+    return precision == "bf16" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
 def autocast(precision: Precision, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    if precision == "bf16" and device.type == "cuda" and torch.cuda.is_bf16_supported():
+    if uses_bf16(precision, device):
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
