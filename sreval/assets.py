@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sreval import settings
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 from sreval.fileutil import atomic_open
 
 
@@ -36,9 +36,7 @@ class Asset:
 
     def standard_locations(self) -> list[Path]:
         if self.name == "vgg19":
-            torch_home = Path(os.environ.get("TORCH_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or
-                              Path.home() / ".cache") / "torch")
-            return [torch_home / "hub" / "checkpoints" / self.filename]
+            return [settings.torch_home() / "hub" / "checkpoints" / self.filename]
         return []
 
 
@@ -86,7 +84,7 @@ def get_asset(name: str) -> Asset:
     try:
         return ASSETS[name]
     except KeyError:
-        raise SrevalError(f"unknown asset {name!r}; known: {', '.join(ASSETS)}") from None
+        raise ParameterError("name", f"unknown asset {name!r}; known: {', '.join(ASSETS)}") from None
 
 
 def assets_cache() -> Path:
@@ -155,7 +153,7 @@ def add(name: str, source: str | os.PathLike[str]) -> Path:
     asset = get_asset(name)
     path = Path(source).expanduser()
     if not path.is_file():
-        raise SrevalError(f"{path} is not a file")
+        raise ParameterError("source", f"source {path} is not a file")
     if checksum_status(asset, path) == "mismatch":
         raise SrevalError(f"{path} has sha256 {sha256_of(path)}, expected {asset.sha256}; not installed")
     target = assets_cache() / asset.filename

@@ -1,7 +1,9 @@
-"""Where sreval keeps things: data root, cache, results database. One function per setting.
+"""Where sreval keeps things: data root, cache, results database, zoo, training sets, studies, and the torch hub
+cache it reads checkpoints from. One function per setting.
 
 Each setting is resolved the same way: an explicit value (CLI flag) first, then an environment variable,
-then a default under the user's XDG folders.
+then a default under the user's XDG folders. `_data_home` and `_cache_home` are the only places that know the
+XDG fallbacks.
 """
 
 from __future__ import annotations
@@ -14,22 +16,32 @@ def _xdg(var: str, fallback: str) -> Path:
     return Path(os.environ.get(var) or Path.home() / fallback)
 
 
-def data_root(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Folder holding Set5/HR, Set14/HR, ... (`--data-root`, then SREVAL_DATA_ROOT, then the download folder)."""
+def _data_home() -> Path:
+    """sreval's folder in the user's data home: `$XDG_DATA_HOME/sreval`, default `~/.local/share/sreval`."""
+    return _xdg("XDG_DATA_HOME", ".local/share") / "sreval"
+
+
+def _cache_home() -> Path:
+    """The user's cache home: `$XDG_CACHE_HOME`, default `~/.cache`."""
+    return _xdg("XDG_CACHE_HOME", ".cache")
+
+
+def _resolve(explicit: str | os.PathLike[str] | None, env: str, default: Path) -> Path:
     if explicit:
         return Path(explicit).expanduser()
-    if env := os.environ.get("SREVAL_DATA_ROOT"):
-        return Path(env).expanduser()
-    return _xdg("XDG_DATA_HOME", ".local/share") / "sreval" / "datasets"
+    if value := os.environ.get(env):
+        return Path(value).expanduser()
+    return default
+
+
+def data_root(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Folder holding Set5/HR, Set14/HR, ... (`--data-root`, then SREVAL_DATA_ROOT, then the download folder)."""
+    return _resolve(explicit, "SREVAL_DATA_ROOT", _data_home() / "datasets")
 
 
 def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """Content-addressed cache of SR images and metric values (`--cache-dir`, then SREVAL_CACHE)."""
-    if explicit:
-        return Path(explicit).expanduser()
-    if env := os.environ.get("SREVAL_CACHE"):
-        return Path(env).expanduser()
-    return _xdg("XDG_CACHE_HOME", ".cache") / "sreval"
+    return _resolve(explicit, "SREVAL_CACHE", _cache_home() / "sreval")
 
 
 def db_url(explicit: str | None = None) -> str:
@@ -38,5 +50,28 @@ def db_url(explicit: str | None = None) -> str:
         return explicit
     if env := os.environ.get("SREVAL_DB"):
         return env
-    path = _xdg("XDG_DATA_HOME", ".local/share") / "sreval" / "results.sqlite"
-    return f"sqlite:///{path}"
+    return f"sqlite:///{_data_home() / 'results.sqlite'}"
+
+
+def zoo_dirs() -> list[Path]:
+    """The user's zoo roots: the folders in SREVAL_ZOO (separated by the OS path separator), else the user zoo in
+    the data home. It sits beside the results database rather than in the cache: models are results, and
+    clearing the cache must not delete them."""
+    folders = [Path(p).expanduser() for p in os.environ.get("SREVAL_ZOO", "").split(os.pathsep) if p]
+    return folders or [_data_home() / "zoo"]
+
+
+def training_root(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Folder holding training sets by name, e.g. T91/, DIV2K/ (explicit, then SREVAL_TRAINING_ROOT)."""
+    return _resolve(explicit, "SREVAL_TRAINING_ROOT", _data_home() / "training")
+
+
+def study_root(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Folder holding study folders (explicit, then SREVAL_STUDIES)."""
+    return _resolve(explicit, "SREVAL_STUDIES", _data_home() / "studies")
+
+
+def torch_home() -> Path:
+    """PyTorch's own cache folder (`$TORCH_HOME`, default `$XDG_CACHE_HOME/torch`), where torchvision keeps the
+    checkpoints it downloads (`hub/checkpoints/`); sreval only reads from it."""
+    return Path(os.environ.get("TORCH_HOME") or _cache_home() / "torch")
