@@ -605,7 +605,7 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def _zoo_show(entry: zoo_module.ZooEntry, asset_paths: dict[str, Path]) -> int:
-    from sreval import assets, zoo
+    from sreval import archs, assets, zoo
 
     print(f"{entry.name}  ({entry.folder})\n")
     print((entry.folder / zoo.CONFIG).read_text(encoding="utf-8").rstrip())
@@ -619,7 +619,7 @@ def _zoo_show(entry: zoo_module.ZooEntry, asset_paths: dict[str, Path]) -> int:
             print(f"tensors: {n_tensors} ({n_elements:,} values)")
     elif weights.status == "external":
         assert weights.asset is not None and weights.loader is not None
-        loader = "registered" if weights.loader in zoo.weight_loader_names() else "NOT registered"
+        loader = "registered" if weights.loader in archs.weight_loader_names() else "NOT registered"
         try:
             place = f"found at {assets.resolve(weights.asset, asset_paths.get(weights.asset))}"
         except SrevalError as e:  # a missing or unknown asset is what `show` is there to report, not a failure

@@ -1,10 +1,9 @@
-"""Model zoo: config validation, safetensors round trip, every load-time check, the built-in entries, and
-network interpolation (ESRGAN eq. 4) on tiny models in temporary zoo roots."""
+"""Model zoo: config validation, safetensors round trip, every load-time check and external weights, on tiny
+models in temporary zoo roots."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,61 +12,16 @@ import safetensors.torch
 import torch
 import yaml
 from torch import nn
+from zoo_helpers import TINY, edit_config, isolated_zoo, save_tiny, tiny, write_raw_entry
 
 from sreval import assets, zoo
-from sreval.archs import create_model
+from sreval.archs import create_model, registry
 from sreval.errors import SrevalError
-
-TINY = {"num_blocks": 1, "num_feat": 8}  # srresnet with BatchNorm, so integer buffers are in the state dict
-BUILTIN = {
-    "srresnet-mse": "not-trained",
-    "srgan-vgg54": "not-obtainable",
-    "esrgan-psnr": "not-trained",
-    "esrgan": "not-obtainable",
-    "enhancenet-pat-official": "external",
-}
 
 
 @pytest.fixture
 def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty zoo root that is the default write root (SREVAL_ZOO); the user's own zoo stays out of reach."""
-    monkeypatch.setenv("SREVAL_ZOO", str(tmp_path / "zoo"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    return tmp_path / "zoo"
-
-
-def tiny(seed: int, **kwargs: Any) -> nn.Module:
-    torch.manual_seed(seed)
-    model = create_model("srresnet", **{**TINY, **kwargs})
-    model.train()(torch.rand(2, 3, 8, 8))  # one training-mode pass: non-trivial BN running stats and counters
-    return model.eval()
-
-
-def save_tiny(name: str, seed: int = 0, **kwargs: Any) -> tuple[nn.Module, zoo.ZooEntry]:
-    model = tiny(seed, **kwargs)
-    entry = zoo.save_model(model, name, "srresnet", {**TINY, **kwargs}, scale=4, recipe="test",
-                           description="tiny test model")
-    return model, entry
-
-
-def write_raw_entry(root: Path, name: str, tensors: dict[str, torch.Tensor], arch_args: dict[str, Any]) -> Path:
-    """An entry written by hand (no sreval metadata in the file), with a correct checksum."""
-    folder = root / name
-    folder.mkdir(parents=True)
-    data = safetensors.torch.save(tensors)
-    (folder / "model.safetensors").write_bytes(data)
-    config = {"name": name, "architecture": "srresnet", "arch_args": arch_args, "scale": 4, "recipe": None,
-              "weights": {"status": "trained", "file": "model.safetensors", "sha256": hashlib.sha256(data).hexdigest()},
-              "description": "hand-made"}
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    return folder
-
-
-def edit_config(folder: Path, **changes: Any) -> None:
-    path = folder / "config.yaml"
-    config = yaml.safe_load(path.read_text())
-    config.update(changes)
-    path.write_text(yaml.safe_dump(config))
+    return isolated_zoo(tmp_path, monkeypatch)
 
 
 # --- Round trip and file format ---------------------------------------------------------------------------
@@ -249,63 +203,13 @@ def test_incomplete_folder_without_config_is_ignored(root: Path) -> None:
     assert zoo.scan([root]) == ([], [])
 
 
-# --- Roots ------------------------------------------------------------------------------------------------
-
-
-def test_roots_order_and_write_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SREVAL_ZOO", raising=False)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    builtin = zoo.repo_models_dir()
-    assert builtin is not None and (builtin / "srresnet-mse" / "config.yaml").is_file()
-    assert zoo.zoo_roots() == [tmp_path / "xdg" / "sreval" / "zoo", builtin]
-    assert zoo.write_root() == tmp_path / "xdg" / "sreval" / "zoo"
-    monkeypatch.setenv("SREVAL_ZOO", f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}")
-    assert zoo.zoo_roots([tmp_path / "x"]) == [tmp_path / "x", tmp_path / "a", tmp_path / "b", builtin]
-    assert zoo.write_root() == tmp_path / "a" and zoo.write_root(tmp_path / "x") == tmp_path / "x"
-
-
-def test_first_root_wins(root: Path, tmp_path: Path) -> None:
-    save_tiny("tiny", seed=0)
-    other = tmp_path / "other"
-    zoo.save_model(tiny(1), "tiny", "srresnet", TINY, root=other, overwrite=True)
-    assert zoo.get_entry("tiny", [other, root]).folder == other / "tiny"
-    assert zoo.get_entry("tiny").folder == root / "tiny"
-
-
-# --- The built-in entries ---------------------------------------------------------------------------------
-
-
-def test_builtin_entries_parse_and_are_all_listed() -> None:
-    builtin = zoo.repo_models_dir()
-    assert builtin is not None
-    entries = {e.name: e for e in zoo.list_models([builtin])}
-    assert {name: e.weights.status for name, e in entries.items()} == BUILTIN
-    for entry in entries.values():
-        assert entry.scale == 4 and entry.card_path.is_file() and entry.description
-        assert not any(entry.folder.glob("*.safetensors")), "no weights exist yet; none may be committed"
-        if entry.weights.status in ("not-trained", "not-obtainable"):
-            assert entry.weights.reason
-            assert "not measured — no weights" in entry.card_path.read_text().lower()
-    assert zoo.count_parameters(entries["srresnet-mse"]) == 1_548_547
-    assert zoo.count_parameters(entries["esrgan"]) == 16_697_987
-    enet = entries["enhancenet-pat-official"]
-    assert enet.weights.asset == "enhancenet-pat" and enet.weights.loader == "enhancenet-pat-tf1"
-    assert enet.arch_args["mean"] == [0.47614917, 0.45001204, 0.40904046]
-
-
-@pytest.mark.parametrize(("name", "reason"), [("srresnet-mse", "none trained yet"), ("esrgan", "VGG19 ImageNet")])
-def test_loading_an_entry_without_weights_quotes_its_reason(root: Path, name: str, reason: str) -> None:
-    with pytest.raises(SrevalError, match=f"has no weights .*{reason}"):
-        zoo.load_model(name)
-
-
 # --- External weights -------------------------------------------------------------------------------------
 
 
 @pytest.fixture
 def external(root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, nn.Module]:
     """An external-weights entry: a test asset (a torch-free raw file) and a loader reading it."""
-    monkeypatch.setattr(zoo, "_LOADERS", {})
+    monkeypatch.setattr(registry, "_LOADERS", {})
     monkeypatch.setitem(assets.ASSETS, "test-ext", assets.Asset("test-ext", "ext.bin", "ext", None, "test", "tests"))
     model = tiny(3)
     source = tmp_path / "ext.bin"
@@ -333,90 +237,13 @@ def test_external_entry_loads_through_its_registered_loader(external: tuple[Path
         seen.append(path)
         return safetensors.torch.load_file(path)
 
-    zoo.register_weight_loader("test-loader", loader)
+    registry.register_weight_loader("test-loader", loader)
     loaded = zoo.load_model("ext", asset_paths={"test-ext": source})
     assert seen == [source]
     x = torch.rand(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
     with pytest.raises(SrevalError, match="already registered"):
-        zoo.register_weight_loader("test-loader", lambda p: {})
+        registry.register_weight_loader("test-loader", lambda p: {})
     with pytest.raises(SrevalError, match=r"ext\.bin .*not found"):
         zoo.load_model("ext")  # no explicit path and nothing in SREVAL_ASSETS / the cache
-
-
-# --- Network interpolation --------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def pair(root: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    a, _ = save_tiny("a", seed=0)
-    b, _ = save_tiny("b", seed=1)
-    b.train()(torch.rand(2, 3, 8, 8))  # b's BN counters now differ from a's
-    zoo.save_model(b, "b", "srresnet", TINY, overwrite=True)
-    return a.state_dict(), b.state_dict()
-
-
-def test_interpolation_end_points_and_mean(
-    root: Path, pair: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]
-) -> None:
-    sa, sb = pair
-    for alpha, name in ((0.0, "c0"), (1.0, "c1"), (0.5, "half")):
-        zoo.interpolate("a", "b", alpha, name)
-    at0, at1, half = (zoo.load_state_dict(n) for n in ("c0", "c1", "half"))
-    counters = [k for k, v in sa.items() if not v.is_floating_point()]
-    assert counters and all(not torch.equal(sa[k], sb[k]) for k in counters)
-    for key in sa:
-        assert torch.equal(at0[key], sa[key]), key
-        if key in counters:
-            assert torch.equal(at1[key], sa[key]) and torch.equal(half[key], sa[key]), key  # counters are A's
-        else:
-            assert torch.equal(at1[key], sb[key]), key
-            torch.testing.assert_close(half[key], (sa[key] + sb[key]) / 2, rtol=0, atol=1e-7)
-    entry = zoo.get_entry("half")
-    assert entry.interpolation == zoo.Interpolation("a", "b", 0.5) and entry.recipe is None
-    card = entry.card_path.read_text()
-    assert "α = 0.5" in card and "`a`" in card and "`b`" in card
-    zoo.load_model("half")  # a normal, loadable zoo model
-
-
-def test_interpolation_needs_the_same_architecture(root: Path) -> None:
-    save_tiny("a")
-    save_tiny("wide", num_feat=4)
-    zoo.save_model(create_model("rrdbnet", num_block=1, num_feat=8, num_grow_ch=4), "r", "rrdbnet",
-                   {"num_block": 1, "num_feat": 8, "num_grow_ch": 4})
-    with pytest.raises(SrevalError, match=r"must be identical, but arch_args\.num_feat: 8 vs 4"):
-        zoo.interpolate("a", "wide", 0.5, "c")
-    with pytest.raises(SrevalError, match="architecture: srresnet vs rrdbnet"):
-        zoo.interpolate("a", "r", 0.5, "c")
-    assert not (root / "c").exists()
-
-
-@pytest.mark.parametrize("alpha", [-0.1, 1.5, float("nan")])
-def test_alpha_outside_unit_interval_is_an_error(
-    pair: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]], alpha: float
-) -> None:
-    with pytest.raises(SrevalError, match=r"alpha must be a number in \[0, 1\]"):
-        zoo.interpolate("a", "b", alpha, "c")
-
-
-def test_interpolation_needs_weights(root: Path) -> None:
-    with pytest.raises(SrevalError, match="'esrgan-psnr' has no weights"):
-        zoo.interpolate("esrgan-psnr", "esrgan", 0.8, "esrgan-interp")
-
-
-def test_alpha_sweep(root: Path, pair: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]) -> None:
-    alphas = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-    names = zoo.alpha_sweep("a", "b", alphas, "ab")
-    assert names == ["ab-a0", "ab-a0.2", "ab-a0.4", "ab-a0.6", "ab-a0.8", "ab-a1"]
-    assert [zoo.get_entry(n).interpolation.alpha for n in names] == alphas  # type: ignore[union-attr]
-    sa, _ = pair
-    distances = [float((zoo.load_state_dict(n)["tail.weight"] - sa["tail.weight"]).norm()) for n in names]
-    assert distances == sorted(distances) and distances[0] == 0
-    with pytest.raises(SrevalError, match="'ab-a0' already exists"):
-        zoo.alpha_sweep("a", "b", [0.0], "ab")
-    with pytest.raises(SrevalError, match="duplicate names"):
-        zoo.alpha_sweep("a", "b", [0.5, 0.5], "dup")
-    with pytest.raises(SrevalError, match="alpha must be"):
-        zoo.alpha_sweep("a", "b", [0.5, 2.0], "bad")
-    assert not (root / "bad-a0.5").exists()  # checked before anything is written

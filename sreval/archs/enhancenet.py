@@ -30,7 +30,7 @@ from torch import nn
 from sreval.archs._common import num_x2_stages
 from sreval.archs.registry import register_model
 from sreval.archs.tf1_resize import tf1_resize_bicubic
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError
 
 #: (image (N, C, H, W), integer scale) → (N, C, scale·H, scale·W)
 Upsampler = Callable[[torch.Tensor, int], torch.Tensor]
@@ -69,7 +69,7 @@ class EnhanceNet(nn.Module):
     ) -> None:
         super().__init__()
         if len(mean) != 3:
-            raise SrevalError(f"mean {tuple(mean)} must have one value per RGB channel")
+            raise ParameterError("mean", f"mean {tuple(mean)} must have one value per RGB channel")
         self.scale = scale
         self.upsample = upsample
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
@@ -103,5 +103,7 @@ def enhancenet(
 ) -> EnhanceNet:
     """EnhanceNet generator (10 residual blocks, 64 features, ×4 by default); `upsample` is "torch" or "tf1"."""
     if upsample not in UPSAMPLERS:
-        raise SrevalError(f"unknown upsample {upsample!r} for enhancenet; choose one of {', '.join(UPSAMPLERS)}")
+        raise ParameterError(
+            "upsample", f"unknown upsample {upsample!r} for enhancenet; choose one of {', '.join(UPSAMPLERS)}"
+        )
     return EnhanceNet(scale=scale, num_blocks=num_blocks, num_feat=num_feat, mean=mean, upsample=UPSAMPLERS[upsample])

@@ -29,9 +29,9 @@ import torch
 from PIL import Image
 
 from sreval.archs.enhancenet import EnhanceNet
+from sreval.archs.registry import register_weight_loader
 from sreval.archs.tf1_checkpoint import CheckpointError, read_tf1_checkpoint
 from sreval.archs.tf1_resize import tf1_resize_bicubic
-from sreval.zoo import register_weight_loader
 
 #: `PER_CHANNEL_MEANS` of the official script (RGB, on the [0, 1] scale).
 OFFICIAL_MEAN = (0.47614917, 0.45001204, 0.40904046)
@@ -100,6 +100,5 @@ def _zoo_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-# Registered here rather than in sreval.zoo so the zoo does not import checkpoint readers until an entry needs
-# one (the zoo lists this module in WEIGHT_LOADER_MODULES).
+# The zoo entry `enhancenet-pat-official` names this reader as its loader.
 register_weight_loader("enhancenet-pat-tf1", _zoo_state_dict)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from sreval.archs.registry import register_model
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 
 _STAGE_MULT = (1, 2, 4, 8, 8)
 
@@ -24,7 +24,9 @@ class VGGStyleDiscriminator(nn.Module):
     def __init__(self, input_size: int = 128, num_feat: int = 64, in_ch: int = 3) -> None:
         super().__init__()
         if input_size <= 0 or input_size % 32:
-            raise SrevalError(f"input_size {input_size} must be a positive multiple of 32 (5 stride-2 convs)")
+            raise ParameterError(
+                "input_size", f"input_size {input_size} must be a positive multiple of 32 (5 stride-2 convs)"
+            )
         self.input_size = input_size
         prev = in_ch
         for i, mult in enumerate(_STAGE_MULT):

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sreval.archs.registry import register_model
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError
 
 #: Residual scaling β: the paper scales each residual by 0.2 before adding it, which keeps the deep,
 #: BN-free network stable to train.
@@ -75,7 +75,7 @@ class RRDBNet(nn.Module):
     ) -> None:
         super().__init__()
         if scale not in (1, 2, 4):
-            raise SrevalError(f"scale {scale} is not supported by RRDBNet; allowed: 1, 2, 4")
+            raise ParameterError("scale", f"scale {scale} is not supported by RRDBNet; allowed: 1, 2, 4")
         self.scale = scale
         fold = 4 // scale  # pixel_unshuffle factor so the fixed ×4 tail yields `scale`
         self.conv_first = nn.Conv2d(in_ch * fold * fold, num_feat, 3, padding=1)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from sreval.archs.registry import register_model
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 
 _CHANNELS = (64, 64, 128, 128, 256, 256, 512, 512)
 _STRIDES = (1, 2, 1, 2, 1, 2, 1, 2)
@@ -27,7 +27,9 @@ class SRGANDiscriminator(nn.Module):
     def __init__(self, input_size: int = 96, num_feat: int = 64, in_ch: int = 3) -> None:
         super().__init__()
         if input_size <= 0 or input_size % 16:
-            raise SrevalError(f"input_size {input_size} must be a positive multiple of 16 (4 stride-2 convs)")
+            raise ParameterError(
+                "input_size", f"input_size {input_size} must be a positive multiple of 16 (4 stride-2 convs)"
+            )
         self.input_size = input_size
         layers: list[nn.Module] = []
         prev = in_ch

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError
 
 _TF1_TABLE_SIZE = 1024
 _TF1_CUBIC_A = -0.75
@@ -56,7 +56,7 @@ def tf1_resize_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
     """TensorFlow 1 `resize_bicubic` (align_corners=False, legacy coordinates) of (N, C, H, W) by `scale`,
     in float32 (the dtype TF computes it in)."""
     if x.ndim != 4:
-        raise SrevalError(f"tf1_resize_bicubic expects (N, C, H, W), got shape {tuple(x.shape)}")
+        raise ParameterError("x", f"tf1_resize_bicubic expects (N, C, H, W), got shape {tuple(x.shape)}")
     x = x.to(torch.float32)
     rows = _resize_axis(x, x.shape[2] * scale, dim=2)
     return _resize_axis(rows, x.shape[3] * scale, dim=3)

@@ -1,7 +1,7 @@
 """`sreval zoo add RUN --name NAME`: a finished training run becomes a zoo entry whose card says how it was made.
 
-The card is generated from the run's `run.yaml` (recipe, steps, wall time, device, training data, the
-validation PSNR/SSIM sreval measured on the last step). Metrics on all four sets are added by running
+The card's training and metrics sections come from the run's `run.yaml` (recipe, steps, wall time, device,
+training data, the validation PSNR/SSIM sreval measured on the last step). Metrics on all four sets are added by running
 `sreval run-benchmarks --methods NAME` and are not invented here.
 """
 
@@ -36,15 +36,12 @@ def _run_summary(run: Path) -> dict[str, Any]:
     return summary
 
 
-def card_text(name: str, summary: dict[str, Any]) -> str:
+def training_section(summary: dict[str, Any]) -> str:
+    """The card's training section: how `sreval train` made the weights (recipe, data, steps, wall time)."""
     recipe = summary["recipe"]
     lines = [
-        f"# {name}",
-        "",
         f"Trained by `sreval train {recipe['name']}` (sreval {summary.get('sreval', '?')}, "
         f"torch {summary.get('torch', '?')}).",
-        "",
-        "## Training",
         "",
         "| | |",
         "|---|---|",
@@ -55,10 +52,13 @@ def card_text(name: str, summary: dict[str, Any]) -> str:
         f"| steps | {summary['steps']} (batch {recipe['batch']}, lr {recipe['lr']}, "
         f"milestones {recipe['milestones']}) |",
         f"| wall time | {summary['wall_s']} s on {summary['device']} × {summary['world_size']} process(es) |",
-        "",
-        "## Metrics measured by sreval",
-        "",
     ]
+    return "\n".join(lines)
+
+
+def metrics_section(name: str, summary: dict[str, Any]) -> str:
+    """The card's metrics section: the validation sreval ran on the last step, and how to run the benchmark."""
+    lines = []
     validation = summary.get("validation") or []
     if validation:
         lines += [
@@ -70,12 +70,13 @@ def card_text(name: str, summary: dict[str, Any]) -> str:
         lines += [f"| {v['dataset']} | {v['psnr']:.3f} | {v['ssim']:.4f} | {v['n']} |" for v in validation]
     else:
         lines.append("None recorded in the run (validation was off).")
-    lines += ["", f"Full benchmark: `sreval run-benchmarks --methods {name} --metrics psnr,ssim,niqe --out DIR`.", ""]
+    lines += ["", f"Full benchmark: `sreval run-benchmarks --methods {name} --metrics psnr,ssim,niqe --out DIR`."]
     return "\n".join(lines)
 
 
 def add_run(run: str | Path, name: str, *, root: str | Path | None = None, overwrite: bool = False) -> zoo.ZooEntry:
-    """Writes the run's final generator as zoo entry `name` (config + safetensors + card)."""
+    """Writes the run's final generator as zoo entry `name` (config + safetensors + card, the card written by
+    `sreval.zoo.model_card` with this run's training and metrics sections)."""
     run = Path(run)
     summary = _run_summary(run)
     weights = run / FINAL / "generator.safetensors"
@@ -99,7 +100,8 @@ def add_run(run: str | Path, name: str, *, root: str | Path | None = None, overw
         scale=recipe["scale"],
         recipe=recipe["name"],
         description=f"{recipe['generator']} trained with recipe {recipe['name']} for {summary['steps']} steps",
-        card=card_text(name, summary),
+        training=training_section(summary),
+        metrics=metrics_section(name, summary),
         metadata={"run": str(run.resolve())},
         root=root,
         overwrite=overwrite,
