@@ -59,6 +59,7 @@ from sreval.errors import SrevalError
 from sreval.imageio import LoadedImage, load_image, pixels_sha256, save_png
 from sreval.methods.base import Method, MethodInput, NearestNeighbour, parse_methods
 from sreval.protocol import Protocol
+from sreval.settings import study_root
 from sreval.study import (
     DraftImage,
     DraftMethod,
@@ -90,15 +91,6 @@ GROUP_READ_MODES = (0o750, 0o640)
 PARTIAL_INFIX = ".partial-"
 #: File in a rendered study folder until its database row is written: {"study": NAME, "database": URL}.
 UNFINISHED_MARKER = ".sreval-unfinished.json"
-
-
-def study_root(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Folder holding study folders (explicit, then SREVAL_STUDIES, then the user data folder)."""
-    if explicit:
-        return Path(explicit).expanduser()
-    if env := os.environ.get("SREVAL_STUDIES"):
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "sreval" / "studies"
 
 
 class Reference(Method):

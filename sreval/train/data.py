@@ -26,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from sreval.errors import ParameterError, SrevalError
 from sreval.imageio import DEFAULT_MAX_PIXELS
+from sreval.settings import training_root
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,6 @@ _HEADER_CHUNK = 4096  # header reads in flight at once, so a huge folder does no
 
 
 # --- Finding the training folder --------------------------------------------------------------------------
-
-
-def training_root(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """Folder holding training sets by name, e.g. T91/, DIV2K/ (explicit, then SREVAL_TRAINING_ROOT, then XDG)."""
-    if explicit:
-        return Path(explicit).expanduser()
-    if env := os.environ.get("SREVAL_TRAINING_ROOT"):
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "sreval" / "training"
 
 
 def resolve_train_dir(spec: str | os.PathLike[str] | None, *, root: str | os.PathLike[str] | None = None) -> Path:
