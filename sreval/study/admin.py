@@ -125,14 +125,14 @@ class StudyAdmin(StudyDatabase):
     def study(self, name: str) -> StudyInfo:
         """A study's definition and size."""
         with self._errors(f"read study {name!r}"), self._engine.connect() as conn:
-            return study_info(conn, study_row(conn, self.url, name))
+            return study_info(conn, study_row(conn, self.url, name, parameter="name"))
 
     def close_study(self, name: str) -> datetime:
         """Stop a study taking ratings (idempotent); return when it was closed."""
         with self._errors(f"close study {name!r}"), self._writing() as conn:
             # Locking the row waits for the submits under way (each shares it until it commits): `closed_at`
             # is taken after them, and every submit after this one sees the study closed.
-            study = study_row(conn, self.url, name, lock=True)
+            study = study_row(conn, self.url, name, lock=True, parameter="name")
             if study.closed_at is not None:
                 already: datetime = study.closed_at
                 return already

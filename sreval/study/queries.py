@@ -187,8 +187,9 @@ def schedule_for(study_settings: dict[str, Any], keys: dict[str, list[int]], see
     )
 
 
-def study_row(conn: Connection, url: str, name: str, *, lock: bool = False) -> Row[Any]:
-    """The row of study `name`, or `ParameterError` listing the known studies of the database at `url`."""
+def study_row(conn: Connection, url: str, name: str, *, lock: bool = False, parameter: str = "study") -> Row[Any]:
+    """The row of study `name`, or `ParameterError` (about the caller's `parameter`) listing the known studies of
+    the database at `url`."""
     query = select(
         Study.id, Study.name, Study.created_at, Study.closed_at, Study.seed, Study.folder, Study.settings
     ).where(Study.name == name)
@@ -196,7 +197,7 @@ def study_row(conn: Connection, url: str, name: str, *, lock: bool = False) -> R
     if row is None:
         known = conn.execute(select(Study.name).order_by(Study.id)).scalars().all()
         where = f"known: {', '.join(known)}" if known else "it holds none; create one with `sreval study create`"
-        raise ParameterError("name", f"no study named {name!r} in {url} ({where})")
+        raise ParameterError(parameter, f"no study named {name!r} in {url} ({where})")
     return row
 
 
