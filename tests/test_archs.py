@@ -1,16 +1,21 @@
-"""Every registered architecture: forward + backward at tiny size, published parameter counts, registry errors."""
+"""Every registered architecture: forward + backward at tiny size, published parameter counts, registry errors
+(models and checkpoint readers), and bad arguments named by their parameter."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from sreval.archs import create_model, model_names, register_model
+from sreval.archs import create_model, model_names, register_model, weight_loader, weight_loader_names
 from sreval.archs.enhancenet import EnhanceNet
-from sreval.errors import SrevalError
+from sreval.archs.enhancenet_official import load_official_state_dict
+from sreval.errors import ParameterError, SrevalError
 
 # name → (tiny kwargs, input shape, expected output shape). Discriminators keep their real input size (the
 # dense layer is sized for it) and shrink only in width.
@@ -125,6 +130,7 @@ def test_enhancenet_is_residual_over_its_upsampler() -> None:
 
     model = EnhanceNet(num_blocks=1, num_feat=8, mean=(0.4, 0.45, 0.5), upsample=nearest)
     nn.init.zeros_(model.conv_last.weight)
+    assert model.conv_last.bias is not None
     nn.init.zeros_(model.conv_last.bias)
     x = torch.rand(1, 3, 4, 4)
     torch.testing.assert_close(model(x), nearest(x, 4))
@@ -156,6 +162,31 @@ BAD_CONFIGS = [
 def test_bad_configuration_names_value(name: str, kwargs: dict[str, Any]) -> None:
     with pytest.raises(SrevalError, match=str(next(iter(kwargs.values())))):
         create_model(name, **kwargs)
+    with pytest.raises(ParameterError) as error:
+        create_model(name, **kwargs)
+    assert error.value.parameter == next(iter(kwargs)) and "--" not in str(error.value)
+
+
+def test_unknown_model_is_a_parameter_error() -> None:
+    with pytest.raises(ParameterError) as error:
+        create_model("edsr")
+    assert error.value.parameter == "name"
+
+
+def test_checkpoint_readers_are_registered_by_importing_archs() -> None:
+    assert "enhancenet-pat-tf1" in weight_loader_names()
+    state = dict(weight_loader("enhancenet-pat-tf1")(Path(__file__).parent / "data" / "tf1" / "tiny_enhancenet.ckpt"))
+    expected, _ = load_official_state_dict(Path(__file__).parent / "data" / "tf1" / "tiny_enhancenet.ckpt")
+    assert state.keys() == expected.keys() and all(torch.equal(state[k], expected[k]) for k in expected)
+    with pytest.raises(ParameterError, match="weight loader 'nope' is not registered"):
+        weight_loader("nope")
+
+
+def test_archs_do_not_import_the_zoo() -> None:
+    """archs sit below the zoo: importing every network and checkpoint reader loads no zoo module."""
+    code = "import sys, sreval.archs; print(sorted(m for m in sys.modules if m.startswith('sreval.zoo')))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]"
 
 
 def test_discriminator_rejects_wrong_input_size() -> None:

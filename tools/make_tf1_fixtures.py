@@ -15,7 +15,7 @@ redistributing derivatives):
   reads it back, and a TF1 `resize_bicubic` ×4 of a random float image.
 
 With `--official PATH` it also prints how far sreval's reading of the official checkpoint and its output on a
-test image are from TensorFlow's (figures for the issue note; nothing is written).
+test image are from TensorFlow's (nothing is written).
 """
 
 from __future__ import annotations

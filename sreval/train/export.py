@@ -1,8 +1,8 @@
 """`sreval zoo add RUN --name NAME`: a finished training run becomes a zoo entry whose card says how it was made.
 
 The card's training and metrics sections come from the run's `run.yaml` (recipe, steps, wall time, device,
-training data, the validation PSNR/SSIM sreval measured on the last step). Metrics on all four sets are added by running
-`sreval run-benchmarks --methods NAME` and are not invented here.
+training data, the validation PSNR/SSIM sreval measured on the last step). Metrics on all four sets are added
+by running `sreval run-benchmarks --methods NAME` and are not invented here.
 """
 
 from __future__ import annotations
