@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from sreval import settings
 from sreval.db import migrations
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def create_database_engine(url: str, masked: str, what: str, *, concurrent_write
         if parsed.get_backend_name() == "sqlite":
             database = parsed.database or ""
             if concurrent_writers and (database in ("", ":memory:") or "mode=memory" in str(parsed)):
-                raise SrevalError(f"a {what} database must be a file or a server, not in memory ({masked})")
+                raise ParameterError("url", f"a {what} database must be a file or a server, not in memory ({masked})")
             _create_sqlite_folder(parsed)
             if concurrent_writers:
                 connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_S
@@ -111,7 +111,7 @@ def create_database_engine(url: str, masked: str, what: str, *, concurrent_write
             options["pool_pre_ping"] = True
         engine = create_engine(parsed, connect_args=connect_args, **options)
     except (SQLAlchemyError, ValueError) as exc:  # ValueError: e.g. a port that is not a number
-        raise SrevalError(f"bad {what} database URL {masked}: {reason(exc)}") from exc
+        raise ParameterError("url", f"bad {what} database URL {masked}: {reason(exc)}") from exc
     except ImportError as exc:
         raise SrevalError(f"cannot open {what} database {masked}: its driver is not installed ({exc})") from exc
     except OSError as exc:

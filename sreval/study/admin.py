@@ -44,7 +44,7 @@ class StudyAdmin(StudyDatabase):
         folder = draft.folder.resolve()
         with self._errors(f"create study {draft.name!r} (nothing was stored)"), self._writing() as conn:
             if conn.execute(select(Study.id).where(Study.name == draft.name)).first() is not None:
-                raise SrevalError(f"a study named {draft.name!r} already exists in {self.url}")
+                raise ParameterError("draft", f"a study named {draft.name!r} already exists in {self.url}")
             study_id = insert_row(
                 conn,
                 insert(Study).values(
