@@ -9,7 +9,7 @@ import pytest
 
 from sreval import assets
 from sreval.cli import main
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 
 
 @pytest.fixture(autouse=True)
@@ -88,3 +88,12 @@ def test_cli_lists_and_adds(isolated: Path, niqe_file: Path, capsys: pytest.Capt
     assert "niqe    ok" in capsys.readouterr().out
     assert main(["assets", "add", "vgg16", str(niqe_file)]) == 2
     assert "unknown asset 'vgg16'" in capsys.readouterr().err
+
+
+def test_bad_arguments_are_parameter_errors(isolated: Path) -> None:
+    with pytest.raises(ParameterError, match="unknown asset 'vgg16'") as error:
+        assets.get_asset("vgg16")
+    assert error.value.parameter == "name"
+    with pytest.raises(ParameterError, match="is not a file") as error:
+        assets.add("niqe", isolated / "nothing.mat")
+    assert error.value.parameter == "source"

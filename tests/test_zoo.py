@@ -16,7 +16,7 @@ from zoo_helpers import TINY, edit_config, isolated_zoo, save_tiny, tiny, write_
 
 from sreval import assets, zoo
 from sreval.archs import create_model, registry
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 
 
 @pytest.fixture
@@ -247,3 +247,24 @@ def test_external_entry_loads_through_its_registered_loader(external: tuple[Path
         registry.register_weight_loader("test-loader", lambda p: {})
     with pytest.raises(SrevalError, match=r"ext\.bin .*not found"):
         zoo.load_model("ext")  # no explicit path and nothing in SREVAL_ASSETS / the cache
+
+
+# --- Bad arguments ----------------------------------------------------------------------------------------
+
+
+def test_bad_arguments_are_parameter_errors_naming_the_parameter(root: Path) -> None:
+    save_tiny("a")
+    calls: list[tuple[Any, str]] = [
+        (lambda: zoo.get_entry("../x"), "name"),
+        (lambda: zoo.get_entry("nothing-here"), "name"),
+        (lambda: zoo.save_model(tiny(0), "a", "srresnet", TINY), "name"),
+        (lambda: zoo.save_model(tiny(0), "t", "srresnet", {**TINY, "x": object()}), "arch_args"),
+        (lambda: zoo.interpolate("a", "a", 2.0, "c"), "alpha"),
+        (lambda: zoo.alpha_sweep("a", "a", [], "p"), "alphas"),
+        (lambda: zoo.alpha_sweep("a", "a", [0.5, 0.5], "p"), "alphas"),
+        (lambda: zoo.alpha_sweep("a", "a", [0.5], "../p"), "prefix"),
+    ]
+    for call, parameter in calls:
+        with pytest.raises(ParameterError) as error:
+            call()
+        assert error.value.parameter == parameter and "--" not in str(error.value), str(error.value)
