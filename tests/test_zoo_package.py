@@ -4,10 +4,13 @@ package-data patterns, never with weights; and a wheel installed outside the che
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -44,6 +47,29 @@ def test_package_data_patterns_cover_every_config_and_card_and_nothing_else() ->
     assert shipped == in_models
     # configs and model cards only: a weights file (which sreval may not redistribute) could never match
     assert all(p.name in ("config.yaml", "README.md") for p in shipped)
+
+
+def _check_wheel() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("check_wheel", REPO / "tools" / "check_wheel.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_wheel_check_refuses_weights_and_missing_entries(tmp_path: Path) -> None:
+    check = _check_wheel()
+    expected = sorted(check.expected_files())
+    wheel = tmp_path / "sreval-0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name in expected[1:]:
+            archive.writestr(name, "")
+        archive.writestr("sreval/zoo/builtin/enhancenet-pat-official/weights", b"not ours to ship")
+    problems = check.check_contents(wheel)
+    assert problems == [
+        f"the wheel lacks {expected[0]}",
+        "the wheel carries sreval/zoo/builtin/enhancenet-pat-official/weights, which is not a config or card",
+    ]
 
 
 @pytest.mark.slow
