@@ -2,7 +2,7 @@
 
 Roots, searched in this order (the first entry of a name wins):
 
-1. roots given explicitly (e.g. the CLI's `--zoo`);
+1. the roots given explicitly (`extra` of `zoo_roots`);
 2. the user's zoo, `sreval.settings.zoo_dirs()`: the folders in `SREVAL_ZOO`, else `$XDG_DATA_HOME/sreval/zoo`;
 3. the built-in entries, `builtin_dir()`, shipped inside the package.
 
