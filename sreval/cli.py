@@ -353,10 +353,10 @@ def format_summary(summary: pd.DataFrame) -> str:
         return "(no results)"
     table = summary.pivot_table(index=["dataset", "method"], columns="metric", values="mean", sort=False)
     table["n"] = summary.groupby(["dataset", "method"], sort=False)["n"].max()
-    decimals = {"psnr": 3, "ssim": 4}
+    from sreval.metrics import metric_info
 
     def formatter(metric: str) -> Callable[[float], str]:
-        places = decimals.get(metric, 4)
+        places = metric_info(metric).decimals
         return lambda v: f"{v:.{places}f}"
 
     return table.to_string(formatters={c: formatter(c) for c in table.columns if c != "n"})
@@ -383,7 +383,8 @@ def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[D
     from sreval.results import open_store
 
     protocol = Protocol(degradation=args.degradation, y_mode=args.y_mode)
-    metrics, unavailable = select_metrics(args.metrics, protocol, _asset_paths(args.asset))
+    names = [name for name in args.metrics.split(",") if name.strip()]
+    metrics, unavailable = select_metrics(names, protocol, _asset_paths(args.asset))
     for name, reason in unavailable.items():
         log.warning("metric %s unavailable: %s", name, reason)
     if not metrics:

@@ -9,9 +9,9 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 from sreval.matlab.color import luma_pair, rgb_to_gray, rgb_to_y
-from sreval.metrics import create_metric, metric_names, parse_metrics
+from sreval.metrics import create_metric, metric_info, metric_names, parse_metrics, select_metrics
 from sreval.metrics.functional import psnr, ssim
 from sreval.protocol import Protocol
 
@@ -118,7 +118,29 @@ def test_registry_metadata_and_errors() -> None:
     assert metric.info.higher_is_better and metric.info.needs_reference and metric.info.unit == "dB"
     assert create_metric("ssim", Protocol(y_mode="float")).cache_key != create_metric("ssim").cache_key
     with pytest.raises(SrevalError, match="unknown metric 'lpips'; available: psnr, "):
-        parse_metrics("psnr,lpips", Protocol())
+        parse_metrics(["psnr", "lpips"], Protocol())
+
+
+def test_metric_info_says_how_a_metric_is_shown() -> None:
+    """Tables, plots and the CLI take labels and decimal places from `MetricInfo`, known without a model file."""
+    assert metric_info("psnr").label_with_unit == "PSNR (dB)" and metric_info("SSIM").label_with_unit == "SSIM"
+    assert (metric_info("psnr").decimals, metric_info("psnr").table_decimals) == (3, 2)
+    assert (metric_info("ssim").decimals, metric_info("ssim").table_decimals) == (4, 4)
+    assert metric_info("pi").label == "PI" and metric_info("pi").better == "lower is better"
+    assert all(metric_info(name).label for name in metric_names())
+    with pytest.raises(ParameterError, match="unknown metric 'lpips'"):
+        metric_info("lpips")
+
+
+def test_metrics_are_named_by_a_sequence_of_names() -> None:
+    assert [m.info.name for m in parse_metrics(["PSNR", " ssim", "psnr"], Protocol())] == ["psnr", "ssim"]
+    with pytest.raises(ParameterError, match="sequence of metric names") as caught:
+        parse_metrics("psnr,ssim", Protocol())
+    assert caught.value.parameter == "names"
+    with pytest.raises(ParameterError, match="names must name metrics"):
+        select_metrics([], Protocol())
+    with pytest.raises(ParameterError, match="names must name metrics"):
+        select_metrics(["psnr", ""], Protocol())
 
 
 def test_metric_class_applies_protocol() -> None:

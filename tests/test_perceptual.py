@@ -55,7 +55,7 @@ def test_niqe_metric_is_the_pirm_plane_niqe(env: Path, data_root: Path) -> None:
 def test_missing_nrqm_makes_ma_and_pi_unavailable_and_the_rest_completes(
     env: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    available, unavailable = select_metrics("psnr,niqe,ma,pi", Protocol())
+    available, unavailable = select_metrics(["psnr", "niqe", "ma", "pi"], Protocol())
     assert [m.info.name for m in available] == ["psnr", "niqe"]
     assert set(unavailable) == {"ma", "pi"} and "NRQM_model.mat" in unavailable["ma"]
     assert "sreval assets add nrqm PATH" in unavailable["pi"]

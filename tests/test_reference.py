@@ -33,7 +33,7 @@ def test_bicubic_up_reproduces_selfexsr_tables(data_root: Path, method_results: 
     table = scipy.io.loadmat(method_results / "selfexsr_quant_eval" / f"result_{spec.folder}_SRF_4.mat")
     expected_psnr, expected_ssim = table["PSNR_table"][:, 0], table["SSIM_table"][:, 0]
     assert len(expected_psnr) == len(spec.images)
-    metrics = parse_metrics("psnr,ssim", Protocol())
+    metrics = parse_metrics(["psnr", "ssim"], Protocol())
     for i, entry in enumerate(spec.images):  # the tables follow the img_001.. order, as the manifest does
         hr = to_tensor(load_image(data_root / entry.path).pixels)
         lr_path = data_root / spec.folder / "LR_x4_selfexsr" / Path(entry.path).name.replace("_HR", "_LR")
@@ -47,7 +47,7 @@ def _run(methods: str, datasets: list[str], data_root: Path, tmp_path: Path) -> 
     result = run_benchmarks(
         [create_method(m) for m in methods.split(",")],
         [get_dataset(d) for d in datasets],
-        parse_metrics("psnr,ssim", Protocol()),
+        parse_metrics(["psnr", "ssim"], Protocol()),
         protocol=Protocol(),
         data_root=data_root,
         cache=Cache(tmp_path / "cache", enabled=False),
@@ -93,6 +93,6 @@ def test_float_y_is_slightly_above_matlab_y(data_root: Path, tmp_path: Path) -> 
     for entry in spec.images:
         hr = to_tensor(load_image(data_root / entry.path).pixels)
         sr = imresize(imresize(hr, 0.25), 4.0)
-        matlab, floaty = (float(parse_metrics("psnr", Protocol(y_mode=m))[0](sr, hr)[0]) for m in ("matlab", "float"))
+        matlab, floaty = (float(parse_metrics(["psnr"], Protocol(y_mode=m))[0](sr, hr)[0]) for m in ("matlab", "float"))
         deltas.append(floaty - matlab)
     assert 0.0 < np.mean(deltas) < 0.02

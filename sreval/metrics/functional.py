@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -27,7 +27,7 @@ def _prepare(sr: torch.Tensor, hr: torch.Tensor, shave: int) -> tuple[torch.Tens
     if sr.dim() != 4:
         raise SrevalError(f"expected (N, C, H, W), got {tuple(sr.shape)}")
     if shave < 0:
-        raise SrevalError(f"shave must be >= 0, got {shave}")
+        raise ParameterError("shave", f"shave must be >= 0, got {shave}")
     h, w = sr.shape[-2:]
     if h <= 2 * shave or w <= 2 * shave:
         raise SrevalError(f"image {h}x{w} is too small to shave {shave} px from each border")

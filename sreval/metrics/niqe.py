@@ -34,7 +34,7 @@ import scipy.special
 import torch
 import torch.nn.functional as F
 
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 from sreval.matlab.imresize import imresize_float
 
 FEATURES_PER_SCALE = 18
@@ -201,7 +201,9 @@ def _scale_features(structdis: torch.Tensor, block: int, tables: tuple[torch.Ten
 
 def _check_block(block: int) -> None:
     if isinstance(block, bool) or not isinstance(block, int) or block < 2 or block % 2:
-        raise SrevalError(f"NIQE block size must be an even integer >= 2 (scale 2 uses block/2), got {block!r}")
+        raise ParameterError(
+            "block", f"block (the NIQE block size) must be an even integer >= 2 (scale 2 uses block/2), got {block!r}"
+        )
 
 
 def _batch_features(x: torch.Tensor, block: int) -> torch.Tensor:

@@ -58,7 +58,9 @@ class ModelMetric(Metric):
 
 @register_metric
 class NIQE(ModelMetric):
-    info = MetricInfo("niqe", False, False, "", "NIQE (LIVE model, 96x96 blocks) on Y, border shaved: PIRM 2018")
+    info = MetricInfo(
+        "niqe", False, False, "", "NIQE (LIVE model, 96x96 blocks) on Y, border shaved: PIRM 2018", label="NIQE"
+    )
     asset = "niqe"
 
     def load_model(self, path: Path) -> NiqeModel:
@@ -70,7 +72,7 @@ class NIQE(ModelMetric):
 
 @register_metric
 class Ma(ModelMetric):
-    info = MetricInfo("ma", True, False, "", "Ma et al.'s NRQM score (0-10) on Y, border shaved: PIRM 2018")
+    info = MetricInfo("ma", True, False, "", "Ma et al.'s NRQM score (0-10) on Y, border shaved: PIRM 2018", label="Ma")
     asset = "nrqm"
 
     def load_model(self, path: Path) -> NrqmModel:
@@ -84,7 +86,7 @@ class Ma(ModelMetric):
 
 @register_metric
 class PI(DerivedMetric):
-    info = MetricInfo("pi", False, False, "", "Perceptual index ((10 - Ma) + NIQE) / 2: PIRM 2018")
+    info = MetricInfo("pi", False, False, "", "Perceptual index ((10 - Ma) + NIQE) / 2: PIRM 2018", label="PI")
     parts = ("ma", "niqe")
 
     def combine(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -15,7 +15,7 @@ from typing import ClassVar, Literal, TypeVar
 import torch
 
 from sreval.assets import AssetMissing
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError
 from sreval.matlab.color import luma_pair
 from sreval.metrics import functional
 from sreval.protocol import Protocol
@@ -25,6 +25,8 @@ Aggregate = Literal["mean", "rms"]
 
 @dataclass(frozen=True)
 class MetricInfo:
+    """What a metric is and how it is shown; tables, plots and the CLI take names, units and places from here."""
+
     name: str
     higher_is_better: bool
     needs_reference: bool
@@ -33,6 +35,22 @@ class MetricInfo:
     #: How per-image values become a set value: "mean", or "rms" = sqrt(mean(value²)) — RMSE over a set is
     #: sqrt(mean per-image MSE) in the PIRM protocol, not the mean of per-image RMSEs.
     aggregate: Aggregate = "mean"
+    #: The metric's name in tables, legends and axes ("PSNR", "Ma"); `name` is the key it is stored under.
+    label: str = ""
+    #: Decimal places of a value in a summary printed for the user.
+    decimals: int = 4
+    #: Decimal places in a results table laid out like the published ones (SRGAN's Table 2: PSNR 2, SSIM 4).
+    table_decimals: int = 2
+
+    @property
+    def label_with_unit(self) -> str:
+        """"PSNR (dB)", or the label alone for a unitless metric."""
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+    @property
+    def better(self) -> str:
+        """Which direction is better, as an axis or a table says it."""
+        return "higher is better" if self.higher_is_better else "lower is better"
 
 
 class Metric(ABC):
@@ -66,33 +84,47 @@ def metric_names() -> list[str]:
     return list(_REGISTRY)
 
 
+def _metric_class(name: str) -> type[Metric]:
+    try:
+        return _REGISTRY[name.strip().lower()]
+    except KeyError:
+        raise ParameterError("name", f"unknown metric {name!r}; available: {', '.join(_REGISTRY)}") from None
+
+
+def metric_info(name: str) -> MetricInfo:
+    """The `MetricInfo` of a registered metric, without creating it (no model file needed)."""
+    return _metric_class(name).info
+
+
 def create_metric(
     name: str, protocol: Protocol | None = None, asset_paths: Mapping[str, Path] | None = None
 ) -> Metric:
-    try:
-        cls = _REGISTRY[name.strip().lower()]
-    except KeyError:
-        raise SrevalError(f"unknown metric {name!r}; available: {', '.join(_REGISTRY)}") from None
-    return cls(protocol or Protocol(), asset_paths)
+    return _metric_class(name)(protocol or Protocol(), asset_paths)
 
 
-def _names(spec: str) -> list[str]:
-    names = [n.strip().lower() for n in spec.split(",") if n.strip()]
-    if not names:
-        raise SrevalError(f"no metric named in {spec!r}; available: {', '.join(_REGISTRY)}")
-    unknown = [n for n in names if n not in _REGISTRY]
+def _names(names: Sequence[str]) -> list[str]:
+    """The registry names of `names` (case and surrounding blanks ignored), each once, in order."""
+    if isinstance(names, str):
+        raise ParameterError("names", f"names must be a sequence of metric names, not the string {names!r}")
+    wanted = [n.strip().lower() for n in names]
+    if not wanted or "" in wanted:
+        available = ", ".join(_REGISTRY)
+        raise ParameterError("names", f"names must name metrics, got {list(names)!r}; available: {available}")
+    unknown = [n for n in wanted if n not in _REGISTRY]
     if unknown:
-        raise SrevalError(f"unknown metric {unknown[0]!r}; available: {', '.join(_REGISTRY)}")
-    return list(dict.fromkeys(names))
+        raise ParameterError("names", f"unknown metric {unknown[0]!r}; available: {', '.join(_REGISTRY)}")
+    return list(dict.fromkeys(wanted))
 
 
-def parse_metrics(spec: str, protocol: Protocol, asset_paths: Mapping[str, Path] | None = None) -> list[Metric]:
+def parse_metrics(
+    names: Sequence[str], protocol: Protocol, asset_paths: Mapping[str, Path] | None = None
+) -> list[Metric]:
     """All named metrics, or an error (including a missing model file) for the first that cannot be made."""
-    return [create_metric(n, protocol, asset_paths) for n in _names(spec)]
+    return [create_metric(n, protocol, asset_paths) for n in _names(names)]
 
 
 def select_metrics(
-    spec: str, protocol: Protocol, asset_paths: Mapping[str, Path] | None = None
+    names: Sequence[str], protocol: Protocol, asset_paths: Mapping[str, Path] | None = None
 ) -> tuple[list[Metric], dict[str, str]]:
     """The named metrics that can run, and for the others (missing model files) the reason, by name.
 
@@ -100,7 +132,7 @@ def select_metrics(
     """
     available: list[Metric] = []
     unavailable: dict[str, str] = {}
-    for name in _names(spec):
+    for name in _names(names):
         try:
             available.append(create_metric(name, protocol, asset_paths))
         except AssetMissing as missing:
@@ -169,7 +201,10 @@ def score_all(metrics: Sequence[Metric], sr: torch.Tensor, hr: torch.Tensor) -> 
 
 @register_metric
 class PSNR(LumaMetric):
-    info = MetricInfo("psnr", True, True, "dB", "PSNR on BT.601 Y (gray for 1-channel references), border shaved")
+    info = MetricInfo(
+        "psnr", True, True, "dB", "PSNR on BT.601 Y (gray for 1-channel references), border shaved",
+        label="PSNR", decimals=3, table_decimals=2,
+    )  # fmt: skip
 
     def on_planes(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         return functional.psnr(sr, hr, shave=self.protocol.border)
@@ -178,8 +213,9 @@ class PSNR(LumaMetric):
 @register_metric
 class RMSE(LumaMetric):
     info = MetricInfo(
-        "rmse", False, True, "", "RMSE on Y (0-255), border shaved; the set value is sqrt(mean per-image MSE)", "rms"
-    )
+        "rmse", False, True, "", "RMSE on Y (0-255), border shaved; the set value is sqrt(mean per-image MSE)", "rms",
+        label="RMSE",
+    )  # fmt: skip
 
     def on_planes(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         return functional.mse(sr, hr, shave=self.protocol.border).sqrt()
@@ -187,7 +223,10 @@ class RMSE(LumaMetric):
 
 @register_metric
 class SSIM(LumaMetric):
-    info = MetricInfo("ssim", True, True, "", "SSIM (Gaussian 11x11, sigma 1.5, valid) on Y, border shaved")
+    info = MetricInfo(
+        "ssim", True, True, "", "SSIM (Gaussian 11x11, sigma 1.5, valid) on Y, border shaved",
+        label="SSIM", table_decimals=4,
+    )  # fmt: skip
 
     def on_planes(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         return functional.ssim(sr, hr, shave=self.protocol.border)
