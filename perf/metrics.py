@@ -23,6 +23,7 @@ import scipy.signal
 import torch
 
 from sreval import settings
+from sreval.benchmark.evaluate import make_lr
 from sreval.datasets.registry import load_hr, registry
 from sreval.imageio import from_tensor, to_tensor
 from sreval.matlab.imresize import imresize
@@ -68,7 +69,7 @@ def prepare(data_root: str | None) -> dict[str, list[Pair]]:
         pairs[key] = []
         for entry in dataset.images:
             hr = load_hr(entry, root).pixels
-            sr = from_tensor(imresize(imresize(to_tensor(hr), 0.25), 4.0))
+            sr = from_tensor(imresize(make_lr(to_tensor(hr), Protocol()), 4.0))  # the bicubic method's output
             pairs[key].append((sr, hr))
     return pairs
 

@@ -425,15 +425,17 @@ def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[D
 
 def cmd_run_benchmarks(args: argparse.Namespace) -> int:
     from sreval.datasets.registry import parse_datasets
-    from sreval.methods.base import parse_methods
+    from sreval.methods.specs import parse_methods
 
-    methods = parse_methods(args.methods, options=_inference_options(args), asset_paths=_asset_paths(args.asset))
-    return _benchmark(args, methods, parse_datasets(args.datasets), "run-benchmarks")
+    methods = parse_methods(
+        args.methods.split(","), options=_inference_options(args), asset_paths=_asset_paths(args.asset)
+    )
+    return _benchmark(args, methods, parse_datasets(args.datasets.split(",")), "run-benchmarks")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from sreval.datasets.registry import get_dataset
-    from sreval.methods.base import Folder
+    from sreval.methods.folder import Folder
 
     if not args.sr.is_dir():
         raise SrevalError(f"--sr {args.sr} is not a folder")
@@ -449,7 +451,7 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
 
     root = settings.data_root(args.data_root)
     failed = 0
-    for dataset in parse_datasets(args.datasets):
+    for dataset in parse_datasets(args.datasets.split(",")):
         problems = verify(dataset, root)
         failed += len(problems)
         status = "ok" if not problems else f"{len(problems)} problem(s)"
@@ -468,7 +470,7 @@ def cmd_data_download(args: argparse.Namespace) -> int:
     from sreval.datasets.registry import parse_datasets
 
     root = settings.data_root(args.data_root)
-    for dataset in parse_datasets(args.datasets):
+    for dataset in parse_datasets(args.datasets.split(",")):
         with tqdm(total=len(dataset.images), desc=dataset.key, unit="file", disable=not sys.stderr.isatty()) as bar:
             fetched = download(dataset, root, mirror=args.mirror or DEFAULT_MIRROR, progress=lambda _: bar.update())
         print(f"{dataset.key}: {fetched} downloaded, {len(dataset.images) - fetched} already present, all verified")
@@ -679,7 +681,8 @@ def cmd_study_create(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         info = build_study(
-            store, args.name, args.methods, args.datasets, data_root=settings.data_root(args.data_root),
+            store, args.name, args.methods.split(","), args.datasets.split(","),
+            data_root=settings.data_root(args.data_root),
             images=images, retest=args.retest, gold_images=args.gold_images,
             calibration_images=args.calibration_images, calibration_dir=args.calibration_dir, folder=args.dir,
             seed=args.seed, min_retest_gap=args.min_retest_gap, cache=cache, progress=progress,

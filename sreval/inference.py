@@ -40,7 +40,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +68,17 @@ class InferenceOptions:
 
     def __post_init__(self) -> None:
         if self.tile is not None and self.tile < MIN_TILE:
-            raise SrevalError(f"tile {self.tile} is too small; use at least {MIN_TILE} LR pixels, or None (whole)")
+            raise ParameterError(
+                "tile", f"tile {self.tile} is too small; use at least {MIN_TILE} LR pixels, or None (whole)"
+            )
         if self.overlap < 0:
-            raise SrevalError(f"overlap {self.overlap} must be ≥ 0")
+            raise ParameterError("overlap", f"overlap {self.overlap} must be ≥ 0")
         if self.batch < 1:
-            raise SrevalError(f"batch {self.batch} must be ≥ 1")
+            raise ParameterError("batch", f"batch {self.batch} must be ≥ 1")
         if self.precision not in ("fp32", "bf16", "fp16"):
-            raise SrevalError(f"precision {self.precision!r} is not supported; allowed: fp32, bf16, fp16")
+            raise ParameterError(
+                "precision", f"precision {self.precision!r} is not supported; allowed: fp32, bf16, fp16"
+            )
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ class Upscaler:
         in_channels: int = 3,
     ) -> None:
         if scale < 1:
-            raise SrevalError(f"scale {scale} must be a positive integer")
+            raise ParameterError("scale", f"scale {scale} must be a positive integer")
         self.scale = scale
         self.device = torch.device(device)
         self.options = options
@@ -208,7 +212,7 @@ class Upscaler:
         if current // 2 < MIN_TILE:
             raise SrevalError(
                 f"out of memory on {self.device} even with one {current}+2×{self.options.overlap} px LR tile per "
-                f"pass ({reason}); try a smaller tile (--tile, at least {MIN_TILE}), a smaller model, or the CPU"
+                f"pass ({reason}); try a smaller tile (at least {MIN_TILE}), a smaller model, or the CPU"
             )
         self._tile = current // 2
         log.warning("out of memory on %s (%s); retrying with %d px LR tiles", self.device, reason, self._tile)

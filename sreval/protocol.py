@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sreval import PROTOCOL_VERSION
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError
 from sreval.matlab.color import Y_MODES, YMode
 from sreval.matlab.imresize import VARIANTS, Variant
 
@@ -24,13 +24,15 @@ class Protocol:
 
     def __post_init__(self) -> None:
         if self.scale not in (2, 3, 4, 8):
-            raise SrevalError(f"scale must be one of 2, 3, 4, 8, got {self.scale}")
+            raise ParameterError("scale", f"scale must be one of 2, 3, 4, 8, got {self.scale}")
         if self.degradation not in VARIANTS:
-            raise SrevalError(f"unknown degradation {self.degradation!r}; allowed: {', '.join(VARIANTS)}")
+            raise ParameterError(
+                "degradation", f"unknown degradation {self.degradation!r}; allowed: {', '.join(VARIANTS)}"
+            )
         if self.y_mode not in Y_MODES:
-            raise SrevalError(f"unknown Y mode {self.y_mode!r}; allowed: {', '.join(Y_MODES)}")
+            raise ParameterError("y_mode", f"unknown y_mode {self.y_mode!r}; allowed: {', '.join(Y_MODES)}")
         if self.shave is not None and self.shave < 0:
-            raise SrevalError(f"shave must be >= 0, got {self.shave}")
+            raise ParameterError("shave", f"shave must be >= 0, got {self.shave}")
 
     @property
     def border(self) -> int:

@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import sreval.methods.base as methods_module
+import sreval.methods.baselines as methods_module
 from sreval.cli import main
+from sreval.methods.base import MethodInput
 from sreval.results import open_store
 
 
@@ -85,7 +86,7 @@ def test_interrupted_run_stores_nothing(
     calls = {"n": 0}
     real = methods_module.Bicubic.super_resolve
 
-    def interrupted(self: methods_module.Bicubic, item: methods_module.MethodInput) -> np.ndarray:
+    def interrupted(self: methods_module.Bicubic, item: MethodInput) -> np.ndarray:
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt

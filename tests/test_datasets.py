@@ -137,17 +137,17 @@ def test_get_dataset_unknown_lists_the_known_ones() -> None:
 
 
 def test_parse_datasets_keeps_order_and_drops_duplicates() -> None:
-    datasets = parse_datasets("Urban100, set5,SET5,,urban100 ,BSD100")
+    datasets = parse_datasets(["Urban100", " set5", "SET5", "", "urban100 ", "BSD100"])
     assert [d.key for d in datasets] == ["urban100", "set5", "bsd100"]
 
 
 def test_parse_datasets_unknown_name() -> None:
     with pytest.raises(SrevalError, match=r"unknown dataset 'set7'; known: set5, set14, bsd100, urban100"):
-        parse_datasets("set5,set7")
+        parse_datasets(["set5", "set7"])
 
 
-@pytest.mark.parametrize("spec", ["", " ", ",", " , ,"])
-def test_parse_datasets_empty_spec(spec: str) -> None:
+@pytest.mark.parametrize("spec", [[], [""], [" "], [" ", "", " "]])
+def test_parse_datasets_empty_spec(spec: list[str]) -> None:
     with pytest.raises(SrevalError, match="no dataset named") as caught:
         parse_datasets(spec)
     assert "set5" in str(caught.value)

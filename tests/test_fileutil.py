@@ -90,7 +90,7 @@ def study_db(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> str:
     save_png(root / "calibration" / "cal.png", np.random.default_rng(1).integers(0, 256, (32, 32, 3), np.uint8))
     with open_study_store(url) as store:
         build_study(
-            store, "u", "nn,bicubic,hr", "set5", data_root=data_root, gold_images=1, calibration_images=1,
+            store, "u", ["nn", "bicubic", "hr"], ["set5"], data_root=data_root, gold_images=1, calibration_images=1,
             calibration_dir=root / "calibration", folder=root / "stimuli", seed=1,
         )  # fmt: skip
         simulate(store, "u", raters=4, workers=1, seed=2)

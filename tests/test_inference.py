@@ -220,7 +220,7 @@ def test_out_of_memory_falls_back_to_smaller_batches_and_tiles(
 
 def test_out_of_memory_at_the_smallest_tile_is_an_error() -> None:
     engine = Upscaler(OomAbove(tiny("srresnet"), 0), SCALE, options=InferenceOptions(tile=64, overlap=4, batch=4))
-    with pytest.raises(SrevalError, match=rf"out of memory.*--tile, at least {MIN_TILE}.*smaller model.*CPU"):
+    with pytest.raises(SrevalError, match=rf"out of memory.*smaller tile \(at least {MIN_TILE}.*smaller model.*CPU"):
         engine(image())
 
 

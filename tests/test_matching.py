@@ -9,7 +9,7 @@ import pytest
 
 from sreval.datasets.registry import get_dataset
 from sreval.errors import SrevalError
-from sreval.methods.matching import Match, aliases, match_folder
+from sreval.methods.folder import Match, aliases, match_folder
 
 
 def _folder(tmp_path: Path, *names: str) -> Path:

@@ -11,13 +11,14 @@ import torch
 
 from sreval import zoo
 from sreval.archs import create_model
+from sreval.benchmark.evaluate import method_input
 from sreval.cli import main
 from sreval.datasets.registry import get_dataset, load_hr
 from sreval.errors import SrevalError
 from sreval.inference import InferenceOptions
 from sreval.matlab.rounding import quantise_im2uint8
-from sreval.methods.base import MethodInput, create_method, parse_methods
 from sreval.methods.network import NetworkMethod, ZooMethod
+from sreval.methods.specs import create_method, parse_methods
 from sreval.protocol import Protocol
 from sreval.results import open_store
 
@@ -50,7 +51,7 @@ def test_zoo_model_output_is_the_network_on_the_protocol_lr(env: Path, data_root
     assert isinstance(method, ZooMethod)
     dataset = get_dataset("set5")
     entry = dataset.images[0]
-    item = MethodInput(dataset, entry, load_hr(entry, data_root), Protocol())
+    item = method_input(dataset, entry, load_hr(entry, data_root), Protocol())
     sr = method.super_resolve(item)
     assert sr.dtype == np.uint8 and sr.shape == item.hr.pixels.shape
     with torch.inference_mode():
@@ -67,7 +68,7 @@ def test_identity_changes_with_weights_and_precision(env: Path) -> None:
     _save_tiny("a")
     torch.manual_seed(1)
     zoo.save_model(create_model("srresnet", **TINY), "b", "srresnet", TINY, description="other weights")
-    a, b = parse_methods("a,b")
+    a, b = parse_methods(["a", "b"])
     assert a.identity() != b.identity()
     assert create_method("a").identity() == a.identity()
     assert create_method("a", options=InferenceOptions(tile=64)).identity() == a.identity()  # float rounding only
@@ -182,7 +183,7 @@ def test_a_model_that_overshoots_is_clamped_as_im2uint8_does(env: Path, data_roo
     method = create_method("bright", options=InferenceOptions(tile=None))
     dataset = get_dataset("set5")
     entry = dataset.images[0]
-    item = MethodInput(dataset, entry, load_hr(entry, data_root), Protocol())
+    item = method_input(dataset, entry, load_hr(entry, data_root), Protocol())
     with torch.inference_mode():
         raw = zoo.load_model("bright")(item.lr.float() / 255)
     assert 1 + 0.5 / 255 < float(raw.max()) < 2
@@ -200,7 +201,7 @@ def test_network_method_gives_the_zoo_methods_pixels_for_the_same_weights(env: P
     in_memory = NetworkMethod(model.train(), "tiny-in-memory", scale=4, options=options)
     dataset = get_dataset("set5")
     for entry in dataset.images[:2]:
-        item = MethodInput(dataset, entry, load_hr(entry, data_root), Protocol())
+        item = method_input(dataset, entry, load_hr(entry, data_root), Protocol())
         assert np.array_equal(in_memory.super_resolve(item), zoo_method.super_resolve(item))
     assert model.training  # handed back in the mode it had
     assert in_memory.metadata()["weights_sha256"] == in_memory.weights_sha256

@@ -18,7 +18,7 @@ from sreval.benchmark.runner import run_benchmarks
 from sreval.datasets.registry import get_dataset
 from sreval.imageio import load_image, to_tensor
 from sreval.matlab.imresize import imresize
-from sreval.methods.base import create_method
+from sreval.methods.specs import create_method
 from sreval.metrics import parse_metrics
 from sreval.protocol import Protocol
 from sreval.provenance import resolve_device
@@ -80,14 +80,14 @@ def test_published_bicubic_rows(data_root: Path, tmp_path: Path) -> None:
 def test_srgan_authors_outputs_give_paper_psnr(
     data_root: Path, method_results: Path, tmp_path: Path, method: str, dataset: str, paper_psnr: float
 ) -> None:
-    """SRGAN paper, Table 2; tolerance ±0.02 dB (Set5 from the issue, Set14 the same)."""
+    """SRGAN paper, Table 2; tolerance ±0.02 dB on both sets."""
     spec = f"folder:{method_results}/{{dataset}}/{method}"
     means = _run(spec, [dataset], data_root, tmp_path)
     assert means[method, dataset, "psnr"] == pytest.approx(paper_psnr, abs=0.02)
 
 
 def test_float_y_is_slightly_above_matlab_y(data_root: Path, tmp_path: Path) -> None:
-    """DESIGN §4: the unrounded Y scores 0.002–0.013 dB above MATLAB's uint8 Y on bicubic outputs."""
+    """The unrounded Y (y_mode "float") scores 0.002–0.013 dB above MATLAB's uint8 Y on bicubic outputs."""
     spec = get_dataset("set5")
     deltas = []
     for entry in spec.images:

@@ -9,8 +9,8 @@ table. Changing any input gives a new key, so a stale entry is never read and no
 from __future__ import annotations
 
 import hashlib
+import typing  # typing.Protocol by its full name: in sreval, `Protocol` is the evaluation protocol
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
@@ -22,7 +22,7 @@ def _key(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
-class MetricValueStore(Protocol):
+class MetricValueStore(typing.Protocol):
     """Where metric values are remembered (`sreval.results.Store` in practice)."""
 
     def cached_metrics(self, pair_key: str) -> dict[str, float]: ...

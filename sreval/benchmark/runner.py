@@ -1,4 +1,5 @@
-"""The benchmark loop: datasets × images × methods → SR image (cached) → metrics (cached) → tables.
+"""The benchmark loop: datasets × images × methods → SR image → metrics (both through the evaluation path,
+`sreval.benchmark.evaluate`, and its caches) → tables.
 
 Loop order is dataset, image, method so that each HR image is read, verified and degraded once.
 Nothing is stored until everything has been computed: the caller saves the finished run in one transaction.
@@ -20,10 +21,11 @@ from tqdm import tqdm
 
 from sreval import __version__
 from sreval.benchmark.cache import Cache
+from sreval.benchmark.evaluate import Source, method_input, produce_sr, score
 from sreval.datasets.registry import Dataset, load_hr, require_files
-from sreval.imageio import pixels_sha256, to_tensor
-from sreval.methods.base import Method, MethodInput
-from sreval.metrics import Metric, score_all
+from sreval.imageio import to_tensor
+from sreval.methods.base import Method
+from sreval.metrics import Metric
 from sreval.protocol import Protocol
 from sreval.provenance import describe_device, git_commit
 from sreval.results import ImageRecord, MethodRecord, RunRecord, ValueRecord
@@ -38,6 +40,14 @@ class Counts:
     sr_read: int = 0  # outputs read from a folder method's files
     metrics_computed: int = 0
     metrics_cached: int = 0
+
+    def count(self, source: Source) -> None:
+        if source is Source.COMPUTED:
+            self.sr_computed += 1
+        elif source is Source.CACHED:
+            self.sr_cached += 1
+        else:
+            self.sr_read += 1
 
 
 @dataclass
@@ -95,17 +105,20 @@ def run_benchmarks(
             hr = load_hr(entry, data_root)
             images.append(ImageRecord(dataset.key, entry.name, hr.sha256))
             hr_tensor = to_tensor(hr.pixels).to(device)
-            item = MethodInput(dataset, entry, hr, protocol, device)
+            item = method_input(dataset, entry, hr, protocol, device)
             timings["load"] += time.perf_counter() - tick
             for method in wanted:
                 bar.set_postfix_str(f"{dataset.key}/{entry.name} {method.name}", refresh=False)
                 tick = time.perf_counter()
-                sr = _output(method, item, cache, protocol, counts)
+                sr, source = produce_sr(method, item, cache)
+                counts.count(source)
                 timings["sr"] += time.perf_counter() - tick
                 tick = time.perf_counter()
-                values = _scores(sr, hr.sha256, hr_tensor, metrics, cache, counts)
+                scores = score(sr, hr.sha256, hr_tensor, metrics, cache)
+                counts.metrics_cached += scores.cached
+                counts.metrics_computed += scores.computed
                 timings["metrics"] += time.perf_counter() - tick
-                rows.extend((method.name, dataset.key, entry.name, k, v) for k, v in values.items())
+                rows.extend((method.name, dataset.key, entry.name, k, v) for k, v in scores.values.items())
                 bar.update()
     bar.close()
 
@@ -127,37 +140,3 @@ def run_benchmarks(
     )
     aggregates = {m.info.name: m.info.aggregate for m in metrics}
     return BenchmarkResult(per_image, summarise(per_image, aggregates), record, counts, timings)
-
-
-def _output(method: Method, item: MethodInput, cache: Cache, protocol: Protocol, counts: Counts) -> np.ndarray:
-    if not method.computes_output:
-        counts.sr_read += 1
-        return method.super_resolve(item)
-    key = Cache.sr_key(method.identity(), item.hr.sha256, protocol.key())
-    cached = cache.get_sr(key)
-    if cached is not None:
-        counts.sr_cached += 1
-        return cached
-    sr = method.super_resolve(item)
-    cache.put_sr(key, sr)
-    counts.sr_computed += 1
-    return sr
-
-
-def _scores(
-    sr: np.ndarray, hr_sha256: str, hr: torch.Tensor, metrics: Sequence[Metric], cache: Cache, counts: Counts
-) -> dict[str, float]:
-    key = Cache.pair_key(pixels_sha256(sr), hr_sha256)
-    known = cache.get_metrics(key)
-    values = {m.info.name: known[m.cache_key] for m in metrics if m.cache_key in known}
-    counts.metrics_cached += len(values)
-    missing = [m for m in metrics if m.cache_key not in known]
-    fresh: dict[str, float] = {}
-    if missing:
-        scores = score_all(missing, to_tensor(sr).to(hr.device), hr)
-        for metric in missing:
-            values[metric.info.name] = fresh[metric.cache_key] = float(scores[metric.info.name][0])
-        counts.metrics_computed += len(missing)
-    if fresh:
-        cache.put_metrics(key, fresh)
-    return {m.info.name: values[m.info.name] for m in metrics}  # stable column order, cached or not

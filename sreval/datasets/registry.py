@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 from sreval.imageio import LoadedImage, load_image
 
 SCALE = 4
@@ -82,15 +83,20 @@ def get_dataset(key: str) -> Dataset:
     try:
         return datasets[key.strip().lower()]
     except KeyError:
-        raise SrevalError(f"unknown dataset {key!r}; known: {', '.join(datasets)}") from None
+        raise ParameterError("key", f"unknown dataset {key!r}; known: {', '.join(datasets)}") from None
 
 
-def parse_datasets(spec: str) -> list[Dataset]:
-    """`"set5,set14"` → datasets, in the order given, without duplicates."""
-    keys = [k.strip().lower() for k in spec.split(",") if k.strip()]
+def parse_datasets(datasets: Sequence[str]) -> list[Dataset]:
+    """Datasets by name (any case, blanks skipped), in the order given, without duplicates."""
+    if isinstance(datasets, str):  # a string is a sequence of letters: never what is meant
+        raise ParameterError("datasets", f"datasets must be a sequence of dataset names, got the string {datasets!r}")
+    keys = [k.strip().lower() for k in datasets if k.strip()]
     if not keys:
-        raise SrevalError(f"no dataset named in {spec!r}; known: {', '.join(registry())}")
-    return [get_dataset(k) for k in dict.fromkeys(keys)]
+        raise ParameterError("datasets", f"no dataset named in {list(datasets)!r}; known: {', '.join(registry())}")
+    try:
+        return [get_dataset(k) for k in dict.fromkeys(keys)]
+    except ParameterError as error:
+        raise ParameterError("datasets", str(error)) from error
 
 
 @dataclass(frozen=True)

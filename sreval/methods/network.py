@@ -39,7 +39,7 @@ from sreval import assets, zoo
 from sreval.errors import ParameterError, SrevalError
 from sreval.imageio import from_tensor, to_tensor
 from sreval.inference import InferenceOptions, Upscaler
-from sreval.matlab.rounding import quantise_im2uint8 as quantise_im2uint8  # training still imports it here
+from sreval.matlab.rounding import quantise_im2uint8
 from sreval.methods.base import Method, MethodInput
 
 MATLAB_LR_SUFFIX = "-matlab-lr"
@@ -72,7 +72,7 @@ def check_output(y: torch.Tensor, what: str) -> None:
         counts = " and ".join(text for n, text in ((nan, f"{nan:,} NaN"), (inf, f"{inf:,} infinite")) if n)
         raise SrevalError(
             f"{what}: the model output has {counts} values (of {total:,}); an SR network must output finite "
-            "values. Broken or diverged weights, or an overflow in fp16 (try --precision fp32), cause this"
+            "values. Broken or diverged weights, or an overflow in fp16 (try precision fp32), cause this"
         )
     low, high = (float(v) for v in torch.aminmax(y))
     if low < -OVERSHOOT_LIMIT or high > 1 + OVERSHOOT_LIMIT:

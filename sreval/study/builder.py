@@ -14,50 +14,32 @@ names the method or the image. The PNG is re-encoded from pixels, so no metadata
 LR inputs, NN and computed methods follow the benchmark protocol (MATLAB bicubic ×1/4, uint8), and computed
 outputs are taken from and added to the benchmark's SR cache when one is given.
 
-Nothing about the folder tells which file shows which method either: the stimuli are rendered in a random order
-(so file creation order, inode numbers and the listing order are shuffled too), and once all are written every file
-gets the same access and modification time (the moment the folder was finished) and its mode, in the order of the
-random file names. The order comes from a fresh random source, not from the study's seed: the seed is printed and
-stored with the study, and anyone holding it could redo a seeded order; nothing needs this order to be
-reproducible (the file names are not either). What cannot be hidden are the contents and sizes of the files.
-
-The folder is private (0700, files 0600) unless `group_read` (`--group-read`) asks for 0750 and 0640, for a
-rater app that runs as another user of the folder's group. The rater app must be able to read it: run it as the
-user who ran `study create`, or use `group_read`.
-
-The files are rendered into a hidden folder beside the target (`.NAME.partial-…`, on the same file system), which
-is renamed into place only when it is complete; only then is the study stored, in one transaction. If anything
-fails, the folder is removed again, so a failed `create` leaves neither files nor rows. A `create` killed outright
-(kill -9, a power cut) cannot clean up, so it leaves nothing that blocks running the same command again: a
-partial folder is locked (`flock`) while its `create` runs and the next `create` of the same study removes it once
-the lock is free; and between the rename and the database row the folder holds a marker naming the study and the
-database, so the next `create` of that study in that database recognises the folder as unfinished and renders it
-anew.
+The folder itself (private modes, common times, rendering beside the target and moving it into place, and what a
+killed `create` leaves) is `sreval.study.folder`.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import random
 import secrets
 import shutil
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from sreval import __version__
 from sreval.benchmark.cache import Cache
+from sreval.benchmark.evaluate import method_input, produce_sr
 from sreval.datasets.registry import SCALE, Dataset, ImageEntry, load_hr, mod_crop, parse_datasets, require_files
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 from sreval.imageio import LoadedImage, load_image, pixels_sha256, save_png
-from sreval.methods.base import Method, MethodInput, NearestNeighbour, parse_methods
+from sreval.methods.base import Method, MethodInput
+from sreval.methods.baselines import NearestNeighbour
+from sreval.methods.specs import parse_methods
 from sreval.protocol import Protocol
 from sreval.settings import study_root
 from sreval.study import (
@@ -69,62 +51,31 @@ from sreval.study import (
     StudyStore,
     check_study_name,
 )
+from sreval.study.folder import (
+    GROUP_READ_MODES,
+    PRIVATE_MODES,
+    UNFINISHED_MARKER,
+    clear_target,
+    finish_folder,
+    move_into_place,
+    new_partial,
+    remove_stale_partials,
+)
 from sreval.study.schedule import MIN_RETEST_GAP
 from sreval.study.security import new_public_id
 from sreval.train.data import find_images, resolve_train_dir
 
-if sys.platform != "win32":
-    import fcntl
-
-log = logging.getLogger(__name__)
-
-#: Name of the reference "method": the HR image itself.
-HR_METHOD = "hr"
 #: Dataset name under which calibration images are stored.
 CALIBRATION_DATASET = "calibration"
 #: Training set the calibration images come from by default (by name under the training root).
 DEFAULT_CALIBRATION_SET = "T91"
-#: Modes of a study folder and of its files: private by default, or readable by the folder's group.
-PRIVATE_MODES = (0o700, 0o600)
-GROUP_READ_MODES = (0o750, 0o640)
-#: Infix of the hidden folder a study is rendered into (`.NAME.partial-RANDOM`, beside the study folder).
-PARTIAL_INFIX = ".partial-"
-#: File in a rendered study folder until its database row is written: {"study": NAME, "database": URL}.
-UNFINISHED_MARKER = ".sreval-unfinished.json"
-
-
-class Reference(Method):
-    """The HR image as a stimulus (`hr` in a study's method list), as SRGAN's MOS table rates it."""
-
-    name = HR_METHOD
-    computes_output = False
-
-    def metadata(self) -> dict[str, Any]:
-        return {**super().metadata(), "output": "the mod-cropped HR reference image"}
-
-    def super_resolve(self, item: MethodInput) -> np.ndarray:
-        return item.hr.pixels
-
-
-def study_methods(spec: str) -> list[Method]:
-    """Methods of a study: `parse_methods` specs, plus `hr` for the reference image."""
-    specs = [s.strip() for s in spec.split(",") if s.strip()]
-    others = ",".join(s for s in specs if s.lower() != HR_METHOD)
-    methods = parse_methods(others) if others else []
-    if len(specs) != len(methods) + (1 if HR_METHOD in (s.lower() for s in specs) else 0):
-        raise SrevalError(f"method {HR_METHOD!r} is named twice in {spec!r}")
-    if any(s.lower() == HR_METHOD for s in specs):
-        methods.insert([s.lower() for s in specs].index(HR_METHOD), Reference())
-    if len({m.name for m in methods}) != len(methods):
-        raise SrevalError(f"two methods share a name in {spec!r}: {[m.name for m in methods]}")
-    return methods
 
 
 def build_study(
     store: StudyStore,
     name: str,
-    methods: str,
-    datasets: str,
+    methods: Sequence[str],
+    datasets: Sequence[str],
     *,
     data_root: Path,
     images: Sequence[str] | None = None,
@@ -141,6 +92,7 @@ def build_study(
 ) -> StudyInfo:
     """Render and store a study; return what was stored. See the module docstring for what it contains.
 
+    `methods` are method specs (`sreval.methods.specs`; `hr` shows the reference), `datasets` dataset names.
     `images` restricts each dataset to these image names (e.g. baby, bird; a name must exist in one of the
     datasets). `gold_images` test images give an HR and an NN gold item each; `calibration_images` images of
     `calibration_dir` (a folder, or a name under SREVAL_TRAINING_ROOT; default T91) give an HR and an NN
@@ -151,18 +103,19 @@ def build_study(
     """
     check_study_name(name)
     if not 0 <= retest <= 1:
-        raise SrevalError(f"--retest must be a fraction from 0 to 1, got {retest}")
-    if gold_images < 0 or calibration_images < 0:
-        raise SrevalError("the numbers of gold and calibration images must not be negative")
+        raise ParameterError("retest", f"retest must be a fraction from 0 to 1, got {retest}")
+    for parameter, count in (("gold_images", gold_images), ("calibration_images", calibration_images)):
+        if count < 0:
+            raise ParameterError(parameter, f"{parameter} must not be negative, got {count}")
     if min_retest_gap < 1:
-        raise SrevalError(f"the minimum retest gap must be at least 1 position, got {min_retest_gap}")
+        raise ParameterError("min_retest_gap", f"min_retest_gap must be at least 1 position, got {min_retest_gap}")
     seed = secrets.randbits(32) if seed is None else seed
     if not 0 <= seed < 2**63:
-        raise SrevalError(f"the seed must be from 0 to 2**63 - 1, got {seed}")
+        raise ParameterError("seed", f"seed must be from 0 to 2**63 - 1, got {seed}")
     if store.study_exists(name):
         raise SrevalError(f"a study named {name!r} already exists in {store.url}; choose another name")
 
-    method_list = study_methods(methods)
+    method_list = parse_methods(methods)
     dataset_list = parse_datasets(datasets)
     entries = _select_images(dataset_list, images)
     require_files(dataset_list, data_root)
@@ -182,15 +135,15 @@ def build_study(
             if missing:
                 raise SrevalError(
                     f"method {method.name} has no output for {dataset.key} image(s) {', '.join(missing)}; every "
-                    "method must cover every image of a study (restrict the images with --images)"
+                    "method must cover every image of a study (restrict them with the images parameter)"
                 )
 
     target = (folder or study_root() / name).expanduser().resolve()
-    _clear_target(target, name, store.url)
+    clear_target(target, name, store.url)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(target)
+    remove_stale_partials(target)
     replaces_empty = target.is_dir()
-    partial, lock = _new_partial(target)
+    partial, lock = new_partial(target)
     try:
         try:
             draft = _render(
@@ -208,7 +161,7 @@ def build_study(
             )
             draft.settings = {
                 "methods": [m.name for m in method_list],
-                "method_specs": [s.strip() for s in methods.split(",") if s.strip()],
+                "method_specs": [s.strip() for s in methods if s.strip()],
                 "datasets": [d.key for d in dataset_list],
                 "images": list(images) if images else None,
                 "retest": retest,
@@ -221,9 +174,9 @@ def build_study(
                 "sreval_version": __version__,
             }
             stamp = time.time_ns() // 10**9 * 10**9  # whole seconds: every file system keeps them exactly
-            _finish(partial, [s.path for s in draft.stimuli], GROUP_READ_MODES if group_read else PRIVATE_MODES,
+            finish_folder(partial, [s.path for s in draft.stimuli], GROUP_READ_MODES if group_read else PRIVATE_MODES,
                     stamp, {"study": name, "database": store.url})  # fmt: skip
-            _move_into_place(partial, target)
+            move_into_place(partial, target)
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
@@ -246,122 +199,6 @@ def build_study(
 def _order_rng() -> random.Random:
     """Where the rendering order comes from: the operating system's random source (see the module docstring)."""
     return random.SystemRandom()
-
-
-def _lock(folder: Path) -> int | None:
-    """An open descriptor of `folder` holding an exclusive `flock` on it, or None where there are no such locks.
-
-    `BlockingIOError` when another process holds the lock. The lock goes with the process, however it ends.
-    """
-    if sys.platform == "win32":
-        return None
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _remove_if_abandoned(folder: Path) -> bool:
-    """Remove `folder` if no running process holds its lock; False if one does (or locks cannot tell)."""
-    try:
-        lock = _lock(folder)
-    except OSError:
-        return False
-    if lock is None:
-        return False
-    try:
-        shutil.rmtree(folder)
-    finally:
-        os.close(lock)
-    return True
-
-
-def _clear_target(target: Path, name: str, database: str) -> None:
-    """Refuse a study folder that exists and is not empty, unless a killed `create` of this study in this database
-    left it (it still holds the unfinished marker): that one is removed, to be rendered again."""
-    if not target.exists() or (target.is_dir() and not any(target.iterdir())):
-        return
-    marker = target / UNFINISHED_MARKER
-    if not target.is_dir() or not marker.is_file():
-        raise SrevalError(f"study folder {target} already exists and is not empty; choose another --dir or name")
-    try:
-        left = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        left = {}
-    if left != {"study": name, "database": database}:
-        raise SrevalError(
-            f"study folder {target} is an unfinished study ({marker.name}: {left or 'unreadable'}), not one of "
-            f"study {name!r} in {database}; remove the folder, or choose another --dir or name"
-        )
-    if not _remove_if_abandoned(target):
-        raise SrevalError(
-            f"study folder {target} is being created by another process (or cannot be locked to check); wait for "
-            "it, or remove the folder"
-        )
-    log.info("removed %s, left unfinished by an interrupted create of study %s", target, name)
-
-
-def _remove_stale_partials(target: Path) -> None:
-    """Remove the partial folders of `target` that no running `create` holds (left by a killed one)."""
-    for path in target.parent.glob(f".{target.name}{PARTIAL_INFIX}*"):
-        if path.is_dir() and not path.is_symlink() and _remove_if_abandoned(path):
-            log.info("removed %s, left by an interrupted create", path)
-
-
-def _new_partial(target: Path) -> tuple[Path, int | None]:
-    """A new private, locked folder beside `target` to render into."""
-    while True:
-        partial = target.with_name(f".{target.name}{PARTIAL_INFIX}{secrets.token_hex(6)}")
-        try:
-            partial.mkdir(mode=0o700)
-        except FileExistsError:
-            continue
-        break
-    try:
-        os.chmod(partial, 0o700)  # whatever the umask
-        return partial, _lock(partial)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-
-
-def _finish(folder: Path, files: list[str], modes: tuple[int, int], stamp: int, marker: dict[str, str]) -> None:
-    """Give every file its mode and the common time `stamp` (ns), in file name order (random), so change times
-    follow the random names only; then leave the unfinished marker and set the folder's own mode and times."""
-    folder_mode, file_mode = modes
-    for file in sorted(files):
-        path = folder / file
-        os.chmod(path, file_mode)
-        os.utime(path, ns=(stamp, stamp))
-    with open(folder / UNFINISHED_MARKER, "x", encoding="utf-8") as f:
-        json.dump(marker, f)
-    os.chmod(folder / UNFINISHED_MARKER, file_mode)
-    os.chmod(folder, folder_mode)
-    os.utime(folder, ns=(stamp, stamp))
-
-
-def _move_into_place(partial: Path, target: Path) -> None:
-    """Rename the finished folder to `target` (absent, or an empty folder it replaces) and make that durable
-    before the database row refers to it."""
-    try:
-        os.replace(partial, target)
-    except OSError as error:
-        raise SrevalError(
-            f"cannot move the finished study folder {partial} to {target}: {error.strerror or error}; --dir must "
-            "be a folder that does not exist or is empty, not a mount point"
-        ) from error
-    if sys.platform != "win32":
-        try:
-            fd = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:  # some file systems cannot sync a folder; the rename is done all the same
-            pass
 
 
 def _select_images(datasets: list[Dataset], names: Sequence[str] | None) -> list[tuple[Dataset, list[ImageEntry]]]:
@@ -437,14 +274,21 @@ def _render(
             calibration_hashes[pixels_sha256(item.hr.pixels)] = planned.calibration.path
         else:
             assert planned.dataset is not None
-            item = MethodInput(planned.dataset, planned.entry, load_hr(planned.entry, data_root), protocol)
+            item = method_input(planned.dataset, planned.entry, load_hr(planned.entry, data_root), protocol)
             test_hashes.add(pixels_sha256(item.hr.pixels))
         if clash := sorted(str(calibration_hashes[h]) for h in test_hashes & calibration_hashes.keys()):
             raise SrevalError(
                 f"calibration image {clash[0]} is one of the test images; calibrate on images outside the test set"
             )
         if planned.method is not None:
-            pixels = _output(planned.method, item, protocol, cache)
+            pixels, _ = produce_sr(planned.method, item, cache)
+            if pixels.shape != item.hr.pixels.shape or pixels.dtype != np.uint8:
+                # A stimulus is shown as it is, so it must be the reference's size and colour (a benchmark scores
+                # an RGB output of a gray image on gray values; a study cannot show it as gray).
+                raise SrevalError(
+                    f"{planned.method.name} gave a {pixels.dtype} image of shape {pixels.shape} for "
+                    f"{item.entry.dataset}/{item.entry.name}; expected uint8 {item.hr.pixels.shape}"
+                )
         else:
             pixels = item.hr.pixels if planned.kind.endswith("_hr") else nearest.super_resolve(item)
         save_png(folder / files[index], pixels)
@@ -505,7 +349,7 @@ class _Calibration:
         loaded = self._loaded()
         if loaded.sha256 != self.entry.sha256:
             raise SrevalError(f"calibration image {self.path} changed while the study was rendered; run it again")
-        return MethodInput(self.dataset, self.entry, loaded, protocol)
+        return method_input(self.dataset, self.entry, loaded, protocol)
 
 
 def _file_names(count: int) -> list[str]:
@@ -518,23 +362,3 @@ def _file_names(count: int) -> list[str]:
             used.add(file_id.lower())
             names.append(f"{file_id}.png")
     return names
-
-
-def _output(method: Method, item: MethodInput, protocol: Protocol, cache: Cache | None) -> np.ndarray:
-    """A method's output, through the benchmark's SR cache for computed methods (same keys as `run-benchmarks`)."""
-    if cache is None or not method.computes_output:
-        pixels = method.super_resolve(item)
-    else:
-        key = Cache.sr_key(method.identity(), item.hr.sha256, protocol.key())
-        cached = cache.get_sr(key)
-        if cached is not None:
-            pixels = cached
-        else:
-            pixels = method.super_resolve(item)
-            cache.put_sr(key, pixels)
-    if pixels.shape != item.hr.pixels.shape or pixels.dtype != np.uint8:
-        raise SrevalError(
-            f"{method.name} gave a {pixels.dtype} image of shape {pixels.shape} for {item.entry.dataset}/"
-            f"{item.entry.name}; expected uint8 {item.hr.pixels.shape}"
-        )
-    return pixels
