@@ -897,8 +897,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     from sreval.analysis import AnalysisOptions
     from sreval.report.study_report import build_report, load_inputs, write_report
 
-    if args.gallery < 0 or args.crop < 8:
-        raise SrevalError("--gallery must be at least 0 and --crop at least 8")
     name = args.study if args.study is not None else args.ratings.stem
     inputs = load_inputs(study=args.study, ratings=args.ratings, db=args.db, results=args.results)
     options = AnalysisOptions(pairing=args.pairing, correction=args.correction, alpha=args.alpha,

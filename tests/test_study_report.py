@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from sreval.cli import main
+from sreval.errors import ParameterError
 from sreval.imageio import save_png
-from sreval.report.study_report import SECTIONS, SIMULATED_BANNER
+from sreval.report.study_report import SECTIONS, SIMULATED_BANNER, ReportInputs, build_report
 from sreval.study import DraftImage, DraftMethod, DraftStimulus, StudyDraft, open_study_store
 from sreval.study.simulate import simulate
 
@@ -97,6 +98,17 @@ def test_report_from_a_csv_without_results(tmp_path: Path, report: Path, capsys:
     page = out.read_text(encoding="utf-8")
     assert "MOS only: no objective metrics" in page and "Skipped: the ratings do not come from a study" in page
     assert page.count('class="plotly-graph-div"') == 4  # no PD plane
+
+
+def test_gallery_bounds_are_the_library_s() -> None:
+    """build_report refuses a negative gallery and crops under 8 px before any analysis, naming its parameter."""
+    inputs = ReportInputs(pd.DataFrame(), "nothing")
+    with pytest.raises(ParameterError, match="crop must be at least 8 pixels, got 4") as caught:
+        build_report(inputs, crop=4)
+    assert caught.value.parameter == "crop"
+    with pytest.raises(ParameterError, match="gallery_images must be at least 0, got -1") as caught:
+        build_report(inputs, gallery_images=-1)
+    assert caught.value.parameter == "gallery_images"
 
 
 def _browser_missing(reason: str) -> None:

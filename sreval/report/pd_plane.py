@@ -12,17 +12,28 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 from sreval.fileutil import atomic_open
+from sreval.metrics import metric_info
 
 PIRM_REGIONS = ((0.0, 11.5, "Region 1"), (11.5, 12.5, "Region 2"), (12.5, 16.0, "Region 3"))
 _REGION_COLOURS = ("rgba(44,160,44,0.10)", "rgba(255,127,14,0.10)", "rgba(31,119,180,0.10)")
+#: The perceptual metrics of the plane's y axis, preferred first: PI, or NIQE alone when Ma's model is missing.
+PERCEPTION_METRICS = ("pi", "niqe")
+
+
+def perception_metric(present: set[str]) -> str | None:
+    """The perceptual metric to show of those a run has (the first of `PERCEPTION_METRICS`), or None."""
+    return next((name for name in PERCEPTION_METRICS if name in present), None)
 
 
 def load_summary(results: Path) -> pd.DataFrame:
+    """The `summary.csv` of a benchmark run: `results` is the run's output folder or the file itself."""
     path = results / "summary.csv" if results.is_dir() else results
     if not path.is_file():
-        raise SrevalError(f"{path} not found: give the --out folder of a run-benchmarks/evaluate run")
+        raise ParameterError(
+            "results", f"{path} not found: results must be the output folder of a benchmark run or its summary.csv"
+        )
     summary = pd.read_csv(path)
     expected = {"method", "dataset", "metric", "mean"}
     if not expected <= set(summary.columns):
@@ -36,13 +47,10 @@ def pd_points(summary: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """One row per method and dataset with `rmse` and `perception`, and the name of the perception metric."""
     table = summary.pivot_table(index=["method", "dataset"], columns="metric", values="mean", sort=False)
     if "rmse" not in table:
-        raise SrevalError("the results have no rmse: run with --metrics ...,rmse,pi (or niqe)")
-    if "pi" in table:
-        perception = "pi"
-    elif "niqe" in table:
-        perception = "niqe"
-    else:
-        raise SrevalError("the results have neither pi nor niqe: run with --metrics ...,niqe,ma,pi")
+        raise SrevalError("the results have no rmse: score the run with rmse and pi (or niqe) too")
+    perception = perception_metric(set(table.columns))
+    if perception is None:
+        raise SrevalError("the results have neither pi nor niqe: score the run with niqe, ma and pi too")
     points = table[["rmse", perception]].dropna().rename(columns={perception: "perception"}).reset_index()
     if points.empty:
         raise SrevalError(f"no method has both rmse and {perception}")
@@ -51,26 +59,28 @@ def pd_points(summary: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 def pd_figure(summary: pd.DataFrame, title: str = "Perception–distortion plane (PIRM 2018)") -> go.Figure:
     points, perception = pd_points(summary)
-    y_label = "Perceptual index PI (lower is better)" if perception == "pi" else (
-        "NIQE (PI unavailable: Ma's model missing; lower is better)"
-    )
+    x_info, y_info = metric_info("rmse"), metric_info(perception)
+    if perception == "pi":
+        y_label = f"Perceptual index {y_info.label} ({y_info.better})"
+    else:
+        y_label = f"{y_info.label} (PI unavailable: Ma's model missing; {y_info.better})"
     fig = go.Figure()
     for i, ((low, high, name), colour) in enumerate(zip(PIRM_REGIONS, _REGION_COLOURS, strict=True)):
         fig.add_vrect(x0=low, x1=high, fillcolor=colour, line_width=0, layer="below")
         # Labels above the plot, staggered: regions 2 and 3 are too narrow for side-by-side text.
         fig.add_annotation(x=(low + high) / 2, y=1.01 + 0.045 * i, xref="x", yref="paper", showarrow=False,
-                           text=f"{name}: RMSE ≤ {high}", font={"size": 11})
+                           text=f"{name}: {x_info.label} ≤ {high}", font={"size": 11})
     for dataset, group in points.groupby("dataset", sort=False):
         fig.add_trace(go.Scatter(
             x=group["rmse"], y=group["perception"], mode="markers+text", name=str(dataset),
             text=group["method"], textposition="top center",
             customdata=group[["method", "dataset"]].to_numpy(),
             hovertemplate=(
-                "method %{customdata[0]}<br>dataset %{customdata[1]}<br>RMSE %{x:.3f}<br>"
-                f"{perception.upper()} " + "%{y:.3f}<extra></extra>"
+                f"method %{{customdata[0]}}<br>dataset %{{customdata[1]}}<br>{x_info.label} %{{x:.3f}}<br>"
+                f"{y_info.label} %{{y:.3f}}<extra></extra>"
             ),
         ))
-    fig.update_layout(title=title, xaxis_title="RMSE on Y (lower is better)", yaxis_title=y_label,
+    fig.update_layout(title=title, xaxis_title=f"{x_info.label} on Y ({x_info.better})", yaxis_title=y_label,
                       legend_title="dataset", template="plotly_white", margin={"t": 130})
     fig.update_xaxes(rangemode="tozero")
     return fig
