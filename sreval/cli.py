@@ -815,8 +815,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise SrevalError("sreval analyze needs --ratings FILE.csv or --study NAME (or the action: analyze power)")
     if args.out is None:
         raise SrevalError("sreval analyze needs --out DIR, the folder for the CSV files")
-    if args.bootstrap < 100:
-        raise SrevalError(f"--bootstrap must be at least 100, got {args.bootstrap}")
     if args.ratings is not None:
         ratings = read_ratings_csv(args.ratings, scale=parse_scale(args.scale))
         source = str(args.ratings)

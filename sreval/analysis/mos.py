@@ -23,11 +23,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError
 
 CiMethod = Literal["t", "bootstrap"]
 CI_METHODS: tuple[CiMethod, ...] = ("t", "bootstrap")
 COLUMNS = ("method", "dataset", "mos", "ci_low", "ci_high", "n_ratings", "n_raters")
+#: Fewer replicates make the percentile interval's ends too noisy to report.
+MIN_BOOTSTRAP_REPLICATES = 100
+
+
+def check_n_boot(n_boot: int) -> None:
+    """Refuse a bootstrap of fewer than `MIN_BOOTSTRAP_REPLICATES` replicates."""
+    if n_boot < MIN_BOOTSTRAP_REPLICATES:
+        raise ParameterError("n_boot", f"n_boot must be at least {MIN_BOOTSTRAP_REPLICATES}, got {n_boot}")
 
 
 def t_interval(scores: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
@@ -86,11 +94,11 @@ def mos_table(
 ) -> pd.DataFrame:
     """MOS and confidence interval per method and dataset (`COLUMNS`), sorted by dataset then MOS (best first)."""
     if ci not in CI_METHODS:
-        raise SrevalError(f"ci must be one of {', '.join(CI_METHODS)}, not {ci!r}")
+        raise ParameterError("ci", f"ci must be one of {', '.join(CI_METHODS)}, not {ci!r}")
     if not 0 < confidence < 1:
-        raise SrevalError(f"confidence must be in (0, 1), got {confidence}")
-    if ci == "bootstrap" and n_boot < 100:
-        raise SrevalError(f"a bootstrap needs at least 100 replicates, got {n_boot}")
+        raise ParameterError("confidence", f"confidence must be in (0, 1), got {confidence}")
+    if ci == "bootstrap":
+        check_n_boot(n_boot)
     boot = _bootstrap(ratings, confidence, n_boot, seed) if ci == "bootstrap" else {}
     rows = []
     for (method, dataset), group in ratings.groupby(["method", "dataset"], sort=True):

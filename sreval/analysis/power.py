@@ -2,14 +2,13 @@
 
 A simulated study: `images` images, every rater scores both methods on every image. Image i has a true
 quality q_i ~ N(`quality`, `quality_sd`) with method A and q_i + δ + e_i with method B (δ = `delta`, on the
-rating scale; e_i ~ N(0, `interaction_sd`) lets the difference vary from image to image, default 0). Rater r
-has a bias b_r ~ N(0, `bias_sd`) and an inconsistency υ_r; a score is clip(round(q + b_r + υ_r · X), scale),
-X ~ N(0, 1): the P.910 / SUREAL model (`sureal.py`) with the rounding and clipping of a category scale, as
-`sreval.study.simulate` uses.
+rating scale; e_i ~ N(0, `interaction_sd`) lets the difference vary from image to image, default 0). Raters
+and their scores follow `sreval.study.rater_model`, the model the simulated raters of a study follow too: the
+P.910 / SUREAL model (`sureal.py`) with the rounding and clipping of a category scale.
 
-Rater parameters come from defaults (those of `sreval study simulate`: bias SD 0.5, υ = |N(0, 0.5)| + 0.05) or
-from a pilot study: the SD of the pilot's P.910 biases, and its raters' fitted inconsistencies, drawn with
-replacement (no distribution assumed).
+Rater parameters come from the model's defaults (bias SD 0.5, υ = |N(0, 0.5)| + 0.05) or from a pilot study:
+the SD of the pilot's P.910 biases, and its raters' fitted inconsistencies, drawn with replacement (no
+distribution assumed).
 
 Each simulated study is tested with the two-sided Wilcoxon signed-rank test of `wilcoxon.py` (pairing
 `rater-image` by default, or `image-mos`) at level `alpha`; the power is the share of studies where the
@@ -31,26 +30,9 @@ import numpy as np
 import pandas as pd
 
 from sreval.analysis.wilcoxon import PAIRINGS, Pairing, signed_rank_test
-from sreval.errors import SrevalError
-
-
-@dataclass(frozen=True)
-class RaterModel:
-    """How simulated raters behave: bias SD and inconsistency (pilot values to resample, or a half-normal)."""
-
-    bias_sd: float = 0.5
-    inconsistency_sd: float = 0.5  # υ = |N(0, inconsistency_sd)| + 0.05 when `inconsistencies` is empty
-    inconsistencies: tuple[float, ...] = ()  # a pilot's fitted υ_i, drawn with replacement
-    source: str = "defaults (as `sreval study simulate`)"
-
-    def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """Biases and inconsistencies of `shape` raters."""
-        bias = rng.normal(0.0, self.bias_sd, shape)
-        if self.inconsistencies:
-            upsilon = rng.choice(np.asarray(self.inconsistencies, dtype=np.float64), size=shape, replace=True)
-        else:
-            upsilon = np.abs(rng.normal(0.0, self.inconsistency_sd, shape)) + 0.05
-        return bias, upsilon
+from sreval.errors import ParameterError, SrevalError
+from sreval.study.rater_model import RaterModel, rate
+from sreval.vocabulary import ACR_SCALE
 
 
 def rater_model_from_ratings(ratings: pd.DataFrame, source: str) -> RaterModel:
@@ -94,20 +76,19 @@ def simulated_power(
     quality: float = 3.0,
     quality_sd: float = 0.5,
     interaction_sd: float = 0.0,
-    scale: tuple[float, float] = (1.0, 5.0),
+    scale: tuple[float, float] = ACR_SCALE,
     pairing: Pairing = "rater-image",
     seed: int = 0,
 ) -> float:
     """Share of `sims` simulated studies with `n_raters` raters where B is significantly above A."""
     model = model or RaterModel()
     rng = np.random.default_rng([seed, n_raters])
-    low, high = scale
     q = rng.normal(quality, quality_sd, (sims, 1, images))
     difference = delta + rng.normal(0.0, interaction_sd, (sims, 1, images)) if interaction_sd > 0 else delta
     bias, upsilon = model.draw(rng, (sims, n_raters, 1))
     noise = rng.normal(0.0, 1.0, (2, sims, n_raters, images))
-    a = np.clip(np.floor(q + bias + upsilon * noise[0] + 0.5), low, high)
-    b = np.clip(np.floor(q + difference + bias + upsilon * noise[1] + 0.5), low, high)
+    a = rate(q, bias, upsilon, noise[0], scale)
+    b = rate(q + difference, bias, upsilon, noise[1], scale)
     hits = 0
     for k in range(sims):
         d = (b[k] - a[k]).ravel() if pairing == "rater-image" else b[k].mean(axis=0) - a[k].mean(axis=0)
@@ -132,21 +113,23 @@ def raters_needed(
 ) -> PowerResult:
     """Search the number of raters for power ≥ `target` (see the module docstring)."""
     if not delta > 0:
-        raise SrevalError(f"--delta must be a positive MOS difference, got {delta}")
+        raise ParameterError("delta", f"delta must be a positive MOS difference, got {delta}")
     if not 0 < target < 1:
-        raise SrevalError(f"--power must be in (0, 1), got {target}")
+        raise ParameterError("target", f"target must be in (0, 1), got {target}")
     if not 0 < alpha < 1:
-        raise SrevalError(f"--alpha must be in (0, 1), got {alpha}")
+        raise ParameterError("alpha", f"alpha must be in (0, 1), got {alpha}")
     if images < 2:
-        raise SrevalError(f"--images must be at least 2, got {images}")
+        raise ParameterError("images", f"images must be at least 2, got {images}")
     if sims < 10:
-        raise SrevalError(f"--sims must be at least 10, got {sims}")
-    if not 2 <= min_raters <= max_raters:
-        raise SrevalError(f"need 2 ≤ min raters ≤ max raters, got {min_raters} and {max_raters}")
+        raise ParameterError("sims", f"sims must be at least 10, got {sims}")
+    if min_raters < 2:
+        raise ParameterError("min_raters", f"min_raters must be at least 2, got {min_raters}")
+    if max_raters < min_raters:
+        raise ParameterError("max_raters", f"max_raters must be at least min_raters ({min_raters}), got {max_raters}")
     if pairing not in PAIRINGS:
-        raise SrevalError(f"pairing must be one of {', '.join(PAIRINGS)}, not {pairing!r}")
+        raise ParameterError("pairing", f"pairing must be one of {', '.join(PAIRINGS)}, not {pairing!r}")
     if interaction_sd < 0:
-        raise SrevalError(f"--interaction-sd must not be negative, got {interaction_sd}")
+        raise ParameterError("interaction_sd", f"interaction_sd must not be negative, got {interaction_sd}")
     model = model or RaterModel()
     powers: dict[int, float] = {}
 

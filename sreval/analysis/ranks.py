@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from sreval.analysis.ratings import rater_means
+from sreval.vocabulary import StimulusKind
 
 COLUMNS = ("method", "dataset", "mean_rank", "rank_sd", "n_blocks", "n_methods")
 
@@ -21,7 +22,8 @@ COLUMNS = ("method", "dataset", "mean_rank", "rank_sd", "n_blocks", "n_methods")
 def rank_table(ratings: pd.DataFrame) -> pd.DataFrame:
     """Average rank per method and dataset (`COLUMNS`), best first within each dataset."""
     rows = []
-    means = rater_means(ratings[ratings["kind"] == "test"] if "kind" in ratings.columns else ratings)
+    test = ratings[ratings["kind"] == StimulusKind.TEST.value] if "kind" in ratings.columns else ratings
+    means = rater_means(test)
     for dataset, part in means.groupby("dataset", sort=True):
         blocks = part.pivot_table(index=["rater", "image"], columns="method", values="score").dropna()
         methods = list(blocks.columns)

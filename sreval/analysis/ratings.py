@@ -1,18 +1,18 @@
 """Ratings for the analyses: load them (long CSV or the study store), check them, and pick what is analysed.
 
 One table in long format, one row per answer: `rater, stimulus, method, dataset, image, repetition, score`,
-plus `kind` (test, gold_hr, gold_nn, calibration_hr, calibration_nn) and `simulated`. A CSV needs `rater,
+plus `kind` (one of `vocabulary.STIMULUS_KINDS`) and `simulated`. A CSV needs `rater,
 method, dataset, image, score`; `stimulus` defaults to `method/dataset/image`, `repetition` to 1, `kind` to
 test and `simulated` to false; other columns (`response_ms`, `created_at`, ...) are ignored. `sreval study
 export` writes exactly this format.
 
 What is analysed: test items of real raters. Gold items (attention checks), calibration answers
 (anchors shown before the test) and simulated raters are left out unless asked for; gold items are still
-used to count each rater's failed gold items (`gold_failures`).
+used to count each rater's failed gold items (`gold_failures`, by `vocabulary.GOLD_RULE`).
 
 Checks, each a `SrevalError` naming the bad rows: the columns are there, scores are finite numbers on the
-scale (1..5 for ACR, the SRGAN protocol; `scale=None` accepts any numeric scale, e.g. SUREAL's 0–100
-datasets), repetitions are integers ≥ 1, no (rater, stimulus, repetition) is answered twice, and a stimulus
+scale (`vocabulary.ACR_SCALE`, the SRGAN protocol's; `scale=None` accepts any numeric scale, e.g. SUREAL's
+0–100 datasets), repetitions are integers ≥ 1, no (rater, stimulus, repetition) is answered twice, and a stimulus
 always shows the same method, dataset and image.
 """
 
@@ -24,16 +24,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sreval.errors import SrevalError, shown
+from sreval.errors import ParameterError, SrevalError, shown
+from sreval.vocabulary import ACR_SCALE, CALIBRATION_KINDS, GOLD_KINDS, STIMULUS_KINDS, StimulusKind, failed_gold
 
 #: Columns of the analysed table, in order.
 COLUMNS = ("rater", "stimulus", "method", "dataset", "image", "repetition", "score", "kind", "simulated")
 #: Columns a ratings CSV must have.
 REQUIRED_COLUMNS = ("rater", "method", "dataset", "image", "score")
-#: Stimulus kinds (as in the study store) and the score a gold item should get.
-KINDS = ("test", "gold_hr", "gold_nn", "calibration_hr", "calibration_nn")
-#: The ACR scale of the SRGAN protocol (ITU-R BT.500 absolute category rating, 1 = bad ... 5 = excellent).
-ACR_SCALE = (1.0, 5.0)
 _EXAMPLES = 5
 
 
@@ -113,15 +110,16 @@ def validate_ratings(frame: pd.DataFrame, *, scale: tuple[float, float] | None =
         out["repetition"] = 1
 
     if "kind" in frame.columns:
-        kind = frame["kind"].fillna("test").astype(str).str.strip()
-        unknown = ~kind.isin(KINDS)
+        kind = frame["kind"].fillna(StimulusKind.TEST.value).astype(str).str.strip()
+        unknown = ~kind.isin(STIMULUS_KINDS)
         if unknown.any():
             raise SrevalError(
-                f"ratings: kind {kind[unknown].iloc[0]!r} is not one of {', '.join(KINDS)} ({_rows(unknown, frame)})"
+                f"ratings: kind {kind[unknown].iloc[0]!r} is not one of {', '.join(STIMULUS_KINDS)} "
+                f"({_rows(unknown, frame)})"
             )
         out["kind"] = kind
     else:
-        out["kind"] = "test"
+        out["kind"] = StimulusKind.TEST.value
     out["simulated"] = _bool_column(frame["simulated"], frame) if "simulated" in frame.columns else False
 
     twice = out.duplicated(["rater", "stimulus", "repetition"], keep=False)
@@ -161,11 +159,11 @@ def select_ratings(
     include_simulated: bool = False,
 ) -> pd.DataFrame:
     """The ratings to analyse: test items of real raters, plus the kinds asked for."""
-    keep = ratings["kind"] == "test"
+    keep = ratings["kind"] == StimulusKind.TEST.value
     if include_gold:
-        keep |= ratings["kind"].str.startswith("gold")
+        keep |= ratings["kind"].isin(GOLD_KINDS)
     if include_calibration:
-        keep |= ratings["kind"].str.startswith("calibration")
+        keep |= ratings["kind"].isin(CALIBRATION_KINDS)
     if not include_simulated:
         keep &= ~ratings["simulated"]
     chosen = ratings[keep].reset_index(drop=True)
@@ -175,30 +173,27 @@ def select_ratings(
     return chosen
 
 
-def parse_scale(text: str) -> tuple[float, float] | None:
-    """`--scale` value: 'MIN,MAX' (e.g. 1,5 or 0,100), or 'any'."""
-    if text.strip().lower() == "any":
+def parse_scale(scale: str) -> tuple[float, float] | None:
+    """A scale written as text: 'MIN,MAX' (e.g. 1,5 or 0,100), or 'any' (None: any numeric scale)."""
+    if scale.strip().lower() == "any":
         return None
     try:
-        low, high = (float(part) for part in text.split(","))
+        low, high = (float(part) for part in scale.split(","))
     except ValueError:
-        raise SrevalError(f"--scale must be MIN,MAX (e.g. 1,5) or 'any', not {text!r}") from None
+        raise ParameterError("scale", f"scale must be MIN,MAX (e.g. 1,5) or 'any', not {scale!r}") from None
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise SrevalError(f"--scale needs finite MIN < MAX, got {text!r}")
+        raise ParameterError("scale", f"scale needs finite MIN < MAX, got {scale!r}")
     return low, high
 
 
 def gold_failures(ratings: pd.DataFrame) -> pd.Series:
-    """Failed gold items per rater (every rater of `ratings`; NaN when the data has no gold items at all).
-
-    The study store's rule (`sreval.study.GOLD_RULE`): a gold HR item rated 2 or lower, or a gold NN item rated
-    4 or higher, is failed."""
+    """Failed gold items per rater (every rater of `ratings`; NaN when the data has no gold items at all), by
+    `vocabulary.GOLD_RULE`, the rule the study store counts with."""
     raters = pd.Index(sorted(ratings["rater"].unique()), name="rater")
-    gold = ratings[ratings["kind"].str.startswith("gold")]
+    gold = ratings[ratings["kind"].isin(GOLD_KINDS)]
     if gold.empty:
         return pd.Series(np.nan, index=raters, name="gold_failures")
-    failed = ((gold["kind"] == "gold_hr") & (gold["score"] <= 2)) | ((gold["kind"] == "gold_nn") & (gold["score"] >= 4))
-    counts = failed.groupby(gold["rater"]).sum()
+    counts = failed_gold(gold["kind"], gold["score"]).groupby(gold["rater"]).sum()
     return counts.reindex(raters, fill_value=0).astype("float64").rename("gold_failures")
 
 

@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
+from sreval.errors import ParameterError
+
 Level = Literal["nominal", "ordinal", "interval", "ratio"]
 COLUMNS = ("measure", "value", "n_raters", "n_items", "n_values", "note")
 
@@ -34,7 +36,7 @@ def icc2(matrix: ArrayLike) -> tuple[float, float]:
     """(ICC(2,1), ICC(2,k)) of an items × raters matrix without missing values (NaN if it is degenerate)."""
     x = np.asarray(matrix, dtype=np.float64)
     if x.ndim != 2 or np.isnan(x).any():
-        raise ValueError("ICC needs an items × raters matrix without missing values")
+        raise ParameterError("matrix", "ICC needs an items × raters matrix without missing values")
     n, k = x.shape
     if n < 2 or k < 2:
         return math.nan, math.nan
@@ -83,7 +85,7 @@ def _distance(values: NDArray[np.float64], totals: NDArray[np.float64], level: L
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = (np.subtract.outer(values, values) / total) ** 2
         return np.asarray(np.nan_to_num(ratio))
-    raise ValueError(f"level must be nominal, ordinal, interval or ratio, not {level!r}")
+    raise ParameterError("level", f"level must be nominal, ordinal, interval or ratio, not {level!r}")
 
 
 def krippendorff_alpha(units: Sequence[ArrayLike], level: Level = "ordinal") -> float:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 
 #: Rejection thresholds of BT.500-14 Annex 1 §2.3.1.
 OUTLIER_FRACTION = 0.05
@@ -46,9 +46,9 @@ def bt500_screen(scores: NDArray[np.float64], *, ddof: int = 1) -> ScreeningResu
     """Screen observers on a presentations × observers matrix (NaN = not rated)."""
     o = np.asarray(scores, dtype=np.float64)
     if o.ndim != 2:
-        raise ValueError(f"scores must be a presentations × observers matrix, got shape {o.shape}")
+        raise ParameterError("scores", f"scores must be a presentations × observers matrix, got shape {o.shape}")
     if ddof not in (0, 1):
-        raise ValueError(f"ddof must be 0 or 1, got {ddof}")
+        raise ParameterError("ddof", f"ddof must be 0 or 1, got {ddof}")
     rated = ~np.isnan(o)
     n = rated.sum(axis=1)
     usable = n >= 2

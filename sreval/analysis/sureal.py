@@ -45,7 +45,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from scipy import stats
 
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 
 #: Smallest υ² used as a weight (the ε of SUREAL's reference code).
 VARIANCE_FLOOR = 1e-8
@@ -79,7 +79,7 @@ def _as_3d(scores: NDArray[np.float64]) -> NDArray[np.float64]:
     if o.ndim == 2:
         o = o[:, :, None]
     if o.ndim != 3:
-        raise ValueError(f"scores must be stimuli × raters (× repetitions), got shape {o.shape}")
+        raise ParameterError("scores", f"scores must be stimuli × raters (× repetitions), got shape {o.shape}")
     return o
 
 
@@ -184,7 +184,7 @@ def subject_model(ratings: pd.DataFrame, *, confidence: float = 0.95) -> tuple[p
     integer = bool((fitted["score"] == np.round(fitted["score"])).all())
     fit = fit_p910(o, min_inconsistency=ROUNDING_SD if integer else None)
     if not 0 < confidence < 1:
-        raise SrevalError(f"confidence must be in (0, 1), got {confidence}")
+        raise ParameterError("confidence", f"confidence must be in (0, 1), got {confidence}")
     z = float(stats.norm.ppf(0.5 + confidence / 2))
     o_all, stimuli_all, raters_all = score_array(ratings)
     bias_p913 = pd.Series(p913_bias(o_all), index=raters_all)

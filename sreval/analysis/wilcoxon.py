@@ -46,7 +46,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
 from sreval.analysis.ratings import rater_means
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError
 
 ZeroMethod = Literal["wilcox", "pratt"]
 TestMethod = Literal["auto", "exact", "normal"]
@@ -85,7 +85,7 @@ def signed_rank_null(doubled_ranks: ArrayLike) -> NDArray[np.float64]:
     values = np.asarray(doubled_ranks, dtype=np.float64)
     steps = np.rint(values).astype(np.int64)
     if values.size and (np.abs(steps - values).max() > 1e-9 or steps.min() < 1):
-        raise ValueError("doubled ranks must be positive integers")
+        raise ParameterError("doubled_ranks", "doubled_ranks must be positive integers")
     pmf = np.ones(1)
     for step in steps:
         grown = np.zeros(pmf.size + step)
@@ -107,14 +107,14 @@ def signed_rank_test(
     if y is not None:
         other = np.asarray(y, dtype=np.float64).ravel()
         if other.shape != d.shape:
-            raise ValueError(f"x and y must have the same length, got {d.size} and {other.size}")
+            raise ParameterError("y", f"x and y must have the same length, got {d.size} and {other.size}")
         d = d - other
     if not np.isfinite(d).all():
-        raise ValueError("differences must be finite numbers")
+        raise ParameterError("x", "differences must be finite numbers")
     if zero_method not in ("wilcox", "pratt"):
-        raise ValueError(f"zero_method must be 'wilcox' or 'pratt', not {zero_method!r}")
+        raise ParameterError("zero_method", f"zero_method must be 'wilcox' or 'pratt', not {zero_method!r}")
     if method not in ("auto", "exact", "normal"):
-        raise ValueError(f"method must be 'auto', 'exact' or 'normal', not {method!r}")
+        raise ParameterError("method", f"method must be 'auto', 'exact' or 'normal', not {method!r}")
     n, zero = d.size, d == 0
     n_zero = int(zero.sum())
     ranked = d[~zero] if zero_method == "wilcox" else d
@@ -184,7 +184,7 @@ def paired_scores(
     elif pairing == "image-mos":
         table = subset.pivot_table(index="image", columns="method", values="score", aggfunc="mean")
     else:
-        raise SrevalError(f"pairing must be one of {', '.join(PAIRINGS)}, not {pairing!r}")
+        raise ParameterError("pairing", f"pairing must be one of {', '.join(PAIRINGS)}, not {pairing!r}")
     if method_a not in table.columns or method_b not in table.columns:
         return np.zeros(0), np.zeros(0)
     both = table[[method_a, method_b]].dropna()
@@ -202,9 +202,9 @@ def compare_methods(
 ) -> pd.DataFrame:
     """Every pair of methods within every dataset, tested (`COLUMNS`; method_a < method_b by name)."""
     if correction not in CORRECTIONS:
-        raise SrevalError(f"correction must be one of {', '.join(CORRECTIONS)}, not {correction!r}")
+        raise ParameterError("correction", f"correction must be one of {', '.join(CORRECTIONS)}, not {correction!r}")
     if not 0 < alpha < 1:
-        raise SrevalError(f"alpha must be in (0, 1), got {alpha}")
+        raise ParameterError("alpha", f"alpha must be in (0, 1), got {alpha}")
     rows = []
     for dataset in sorted(ratings["dataset"].unique()):
         methods = sorted(ratings.loc[ratings["dataset"] == dataset, "method"].unique())

@@ -1,11 +1,10 @@
 """Synthetic raters (and synthetic studies for them): load-test a study's storage and give analyses data with a
 known truth.
 
-The generative model is SUREAL's (Li & Bampis, "Recover subjective quality scores from noisy measurements"):
-rater r has a bias b_r ~ N(0, σ_b) and an inconsistency v_r = |N(0, σ_v)| + 0.05; stimulus s has a true quality
-q_s, drawn around a level set by what the stimulus shows (HR 4.5, NN 1.3, bicubic 2.0, any other method 3.0)
-with N(0, σ_q) noise; a score is clip(round(q_s + b_r + N(0, v_r)), 1, 5). Calibration and gold items are
-answered by the same model.
+Raters follow `rater_model` (bias, inconsistency and scores on the ACR scale, as the power analysis simulates
+them); stimulus s has a true quality q_s, drawn around a level set by what the stimulus shows (HR 4.5, NN 1.3,
+bicubic 2.0, any other method 3.0) with N(0, σ_q) noise. Calibration and gold items are answered by the same
+model.
 
 Raters are invited with `simulated=True` and rate through the very calls the app uses (`give_consent`,
 `next_item`, `submit`), several at once in a thread pool, so the run also exercises concurrent submits.
@@ -26,10 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 from sreval.imageio import save_png
 from sreval.study import DraftImage, DraftMethod, DraftStimulus, StudyDraft, StudyStore
+from sreval.study.rater_model import RaterModel, rate
 from sreval.study.security import new_public_id
+from sreval.vocabulary import StimulusKind
 
 #: Mean true quality by what a stimulus shows; methods not listed get `OTHER_QUALITY`.
 QUALITY_LEVELS: dict[str, float] = {"hr": 4.5, "nn": 1.3, "bicubic": 2.0}
@@ -71,11 +72,12 @@ def simulate(
 ) -> SimulationResult:
     """Invite `raters` simulated raters to `study` and let them rate everything, `workers` at a time."""
     if raters < 1:
-        raise SrevalError(f"--raters must be at least 1, got {raters}")
+        raise ParameterError("raters", f"raters must be at least 1, got {raters}")
     if workers < 1:
-        raise SrevalError(f"--workers must be at least 1, got {workers}")
-    if min(bias_sd, inconsistency_sd, quality_sd) < 0:
-        raise SrevalError("standard deviations must not be negative")
+        raise ParameterError("workers", f"workers must be at least 1, got {workers}")
+    if not (math.isfinite(quality_sd) and quality_sd >= 0):
+        raise ParameterError("quality_sd", f"quality_sd must be a finite number ≥ 0, got {quality_sd}")
+    model = RaterModel(bias_sd=bias_sd, inconsistency_sd=inconsistency_sd)
     seed = secrets.randbits(32) if seed is None else seed
     stimuli = store.stimuli(study)
     rng = np.random.default_rng([seed, 0])
@@ -89,19 +91,17 @@ def simulate(
     def run(index: int) -> SimulatedRater:
         rater, token = invitations[index]
         own = np.random.default_rng([seed, 1, index])
-        bias = float(own.normal(0, bias_sd))
-        inconsistency = float(abs(own.normal(0, inconsistency_sd)) + 0.05)
+        bias, inconsistency = model.draw(own)
         store.give_consent(token)
         count = 0
         while (item := store.next_item(token)) is not None:
             if count > item.total:
                 raise SrevalError(f"simulated rater {rater} is not getting anywhere (a bug): stopped")
-            noisy = quality[item.stimulus] + bias + own.normal(0, inconsistency)
-            score = int(min(5, max(1, math.floor(noisy + 0.5))))
+            score = int(rate(quality[item.stimulus], bias, inconsistency, own.standard_normal()))
             response_ms = int(own.lognormal(math.log(2500), 0.4))
             store.submit(token, item.stimulus, item.repetition, score, response_ms)
             count += 1
-        return SimulatedRater(rater, bias, inconsistency, count)
+        return SimulatedRater(rater, float(bias), float(inconsistency), count)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="simulated-rater") as pool:
@@ -126,12 +126,12 @@ def synthetic_study(store: StudyStore, name: str, folder: Path, items: int, seed
     for i in range(n_images):
         draft.images.append(DraftImage("synthetic", f"img{i}", hashlib.sha256(f"img{i}".encode()).hexdigest()))
     for i in range(items):
-        add("test", methods[i % len(methods)], "synthetic", f"img{i // len(methods)}", None)
-    add("gold_hr", None, "synthetic", "img0", 5)
-    add("gold_nn", None, "synthetic", "img0", 1)
+        add(StimulusKind.TEST.value, methods[i % len(methods)], "synthetic", f"img{i // len(methods)}", None)
+    for kind in (StimulusKind.GOLD_HR, StimulusKind.GOLD_NN):
+        add(kind.value, None, "synthetic", "img0", kind.expected_score)
     for i in range(2):
         draft.images.append(DraftImage("calibration", f"cal{i}", hashlib.sha256(f"cal{i}".encode()).hexdigest()))
-        add("calibration_hr", None, "calibration", f"cal{i}", 5)
-        add("calibration_nn", None, "calibration", f"cal{i}", 1)
+        for kind in (StimulusKind.CALIBRATION_HR, StimulusKind.CALIBRATION_NN):
+            add(kind.value, None, "calibration", f"cal{i}", kind.expected_score)
     draft.stimuli = stimuli
     store.create_study(draft)

@@ -1,4 +1,5 @@
-"""`sreval analyze`: every analysis table from one ratings table, and the CSV files they are written to.
+"""The analysis of a MOS study: every analysis table from one ratings table, and the CSV files they are written
+to (what `sreval analyze` writes).
 
 `analyze` takes all ratings of a study (as `ratings.read_*` return them), picks the ones to analyse
 (`ratings.select_ratings`) and computes:
@@ -23,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from sreval.analysis.correlation import correlation_table
-from sreval.analysis.mos import CiMethod, image_mos, mos_table
+from sreval.analysis.mos import CiMethod, check_n_boot, image_mos, mos_table
 from sreval.analysis.ranks import rank_table
 from sreval.analysis.ratings import gold_failures, select_ratings
 from sreval.analysis.reliability import reliability_table, retest_by_rater
@@ -32,7 +33,7 @@ from sreval.analysis.sureal import subject_model
 from sreval.analysis.wilcoxon import Correction, Pairing, compare_methods
 from sreval.fileutil import atomic_open
 
-#: Columns of `raters.csv` (the issue's, then extras).
+#: Columns of `raters.csv`: the per-rater summary first, then the details behind it.
 RATER_COLUMNS = (
     "rater", "n", "rejected_bt500", "bias", "inconsistency", "retest_r", "retest_mad", "gold_failures",
     "bias_se", "inconsistency_se", "bias_p913", "bt500_p", "bt500_q", "bt500_presentations", "retest_n",
@@ -51,6 +52,9 @@ class AnalysisOptions:
     include_calibration: bool = False
     include_simulated: bool = False
     bt500_ddof: int = 1
+
+    def __post_init__(self) -> None:
+        check_n_boot(self.n_boot)
 
 
 @dataclass
@@ -101,7 +105,7 @@ def analyze(
     *,
     metric_values: pd.DataFrame | None = None,
 ) -> Analysis:
-    """Every table of `sreval analyze` (see the module docstring)."""
+    """Every table of a study's analysis (see the module docstring)."""
     options = options or AnalysisOptions()
     ratings = select_ratings(
         all_ratings, include_gold=options.include_gold, include_calibration=options.include_calibration,
