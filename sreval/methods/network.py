@@ -117,10 +117,6 @@ class _Network(Method):
         # run, not part of the cache identity, so a run with other tiles reuses the cached outputs.
         return {"inference": asdict(self.options)}
 
-    def inference_settings(self) -> dict[str, Any]:
-        """How the network is run (stored with the run through `settings`; not part of the cache identity)."""
-        return asdict(self.options)
-
     def _lr(self, item: MethodInput) -> torch.Tensor:
         if item.protocol.scale != self.scale:
             raise SrevalError(f"{self.name} is a ×{self.scale} model; the protocol is ×{item.protocol.scale}")
@@ -163,7 +159,8 @@ def _evaluation_mode(module: nn.Module) -> Iterator[None]:
 
 class NetworkMethod(_Network):
     """An in-memory network as a method (a model being trained, validated on the benchmark path), run exactly as
-    a zoo model with the same weights: `ZooMethod` is this class with the module loaded from the zoo.
+    a zoo model with the same weights: it and `ZooMethod` share the whole run path and differ only in where the
+    module comes from.
 
     The module is run in place on the run's device (moved there, in evaluation mode during each image, then back in
     its own mode). Its weights are fingerprinted for the cache identity on first use: wrap the module again after
