@@ -54,7 +54,8 @@ def _run(methods: str, datasets: list[str], data_root: Path, tmp_path: Path) -> 
         device=resolve_device("cpu"),
         progress=False,
     )
-    return {(r.method, r.dataset, r.metric): r.mean for r in result.summary.itertuples()}
+    rows = result.summary[["method", "dataset", "metric", "mean"]].itertuples(index=False, name=None)
+    return {(method, dataset, metric): float(mean) for method, dataset, metric, mean in rows}
 
 
 def test_published_bicubic_rows(data_root: Path, tmp_path: Path) -> None:
