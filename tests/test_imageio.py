@@ -7,6 +7,7 @@ import struct
 import warnings
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,7 +41,7 @@ def _refused(path: Path, *fragments: str, **kwargs: int) -> str:
     return message
 
 
-def _save(path: Path, image: Image.Image, **params: object) -> Path:
+def _save(path: Path, image: Image.Image, **params: Any) -> Path:
     image.save(path, **params)
     return path
 
@@ -286,7 +287,9 @@ def test_palette_transparency(tmp_path: Path) -> None:
     used = int(np.count_nonzero(np.asarray(image) == 2))
     _refused(_save(tmp_path / "p.png", image, transparency=2), f"{used} of its 42 pixels are not fully opaque")
     unused = image.copy()
-    unused.putpalette(np.asarray([*image.getpalette()[:12], 9, 9, 9], dtype=np.uint8).tolist())
+    palette = image.getpalette()
+    assert palette is not None
+    unused.putpalette(np.asarray([*palette[:12], 9, 9, 9], dtype=np.uint8).tolist())
     loaded = load_image(_save(tmp_path / "unused.png", unused, transparency=4))
     assert np.array_equal(loaded.pixels, expected)
 

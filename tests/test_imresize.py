@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -131,7 +132,7 @@ def test_upsampling_constant_image_stays_constant() -> None:
         ({"scale": 0.5, "border": "wrap"}, "unknown border"),
     ],
 )
-def test_bad_arguments_are_clear_errors(kwargs: dict, message: str) -> None:
+def test_bad_arguments_are_clear_errors(kwargs: dict[str, Any], message: str) -> None:
     img = torch.zeros((1, 3, 8, 8), dtype=torch.uint8)
     with pytest.raises(SrevalError, match=message):
         imresize(img, **kwargs)
