@@ -17,7 +17,7 @@ from typing import Literal
 
 import torch
 
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 from sreval.matlab.rounding import matlab_round
 
 YMode = Literal["matlab", "float"]
@@ -27,7 +27,7 @@ _BT601 = (65.481, 128.553, 24.966)
 
 def _check(img: torch.Tensor, mode: YMode) -> torch.Tensor:
     if mode not in Y_MODES:
-        raise SrevalError(f"unknown Y mode {mode!r}; allowed: {', '.join(Y_MODES)}")
+        raise ParameterError("mode", f"unknown Y mode {mode!r}; allowed: {', '.join(Y_MODES)}")
     if img.dim() != 4 or img.shape[1] != 3:
         raise SrevalError(f"expected an RGB batch (N, 3, H, W), got {tuple(img.shape)}")
     return img.to(torch.float64)

@@ -27,7 +27,7 @@ from typing import Literal
 
 import torch
 
-from sreval.errors import SrevalError
+from sreval.errors import ParameterError, SrevalError
 from sreval.matlab.rounding import matlab_round
 
 Variant = Literal["uint8", "double"]
@@ -73,7 +73,7 @@ def contributions(
     elif border == "replicate":
         zero_based = zero_based.clamp(0, in_length - 1)
     else:
-        raise SrevalError(f"unknown border {border!r}; allowed: 'symmetric', 'replicate'")
+        raise ParameterError("border", f"unknown border {border!r}; allowed: 'symmetric', 'replicate'")
 
     # MATLAB drops taps whose weight is zero for every output pixel; this only changes speed.
     keep = weights.ne(0).any(dim=0)
@@ -96,13 +96,13 @@ def _resize_dim(x: torch.Tensor, dim: int, weights: torch.Tensor, indices: torch
 
 def _output_size(height: int, width: int, scale: float | None, size: tuple[int, int] | None) -> tuple[int, int]:
     if (scale is None) == (size is None):
-        raise SrevalError("imresize needs exactly one of scale= or size=")
+        raise ParameterError("scale", "imresize needs exactly one of scale and size")
     if size is not None:
         out_h, out_w = size
     else:
         assert scale is not None
         if not scale > 0:
-            raise SrevalError(f"imresize scale must be positive, got {scale}")
+            raise ParameterError("scale", f"imresize scale must be positive, got {scale}")
         out_h, out_w = math.ceil(height * scale), math.ceil(width * scale)
     if out_h < 1 or out_w < 1:
         raise SrevalError(f"imresize output size {out_h}x{out_w} from {height}x{width} is empty")
@@ -154,7 +154,7 @@ def imresize(
         raise SrevalError(f"imresize expects a uint8 image tensor, got {img.dtype}")
     _check_batch(img)
     if variant not in VARIANTS:
-        raise SrevalError(f"unknown imresize variant {variant!r}; allowed: {', '.join(VARIANTS)}")
+        raise ParameterError("variant", f"unknown imresize variant {variant!r}; allowed: {', '.join(VARIANTS)}")
     if variant == "uint8":
         def to_uint8_range(y: torch.Tensor) -> torch.Tensor:
             return matlab_round(y).clamp_(0, 255)
