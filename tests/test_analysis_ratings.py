@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from sreval.analysis import read_ratings_csv, select_ratings, validate_ratings
-from sreval.analysis.ratings import gold_failures, parse_scale
+from sreval.analysis.ratings import gold_failures
 from sreval.errors import SrevalError
 from sreval.vocabulary import (
     GOLD_HR_FAILS_AT_OR_BELOW,
@@ -42,9 +42,6 @@ def test_ratings_are_checked_with_clear_messages(tmp_path: Path) -> None:
     assert "different method" in error([good, {**good, "rater": "b", "method": "other"}])
     assert "kind 'bogus'" in error([{**good, "kind": "bogus"}])
     assert validate_ratings(pd.DataFrame([{**good, "score": 70}]), scale=None)["score"].iloc[0] == 70
-    assert parse_scale("0,100") == (0, 100) and parse_scale("any") is None
-    with pytest.raises(SrevalError, match="MIN,MAX"):
-        parse_scale("5")
     with pytest.raises(SrevalError, match="does not exist"):
         read_ratings_csv(tmp_path / "nope.csv")
 

@@ -11,13 +11,11 @@ from sreval.analysis.power import PowerResult, raters_needed, simulated_power
 from sreval.analysis.ratings import read_ratings_csv, select_ratings, validate_ratings
 from sreval.analysis.study_analysis import Analysis, AnalysisOptions, analyze, write_analysis
 from sreval.analysis.wilcoxon import signed_rank_test
-from sreval.study.rater_model import RaterModel
 
 __all__ = [
     "Analysis",
     "AnalysisOptions",
     "PowerResult",
-    "RaterModel",
     "analyze",
     "raters_needed",
     "read_ratings_csv",

@@ -66,6 +66,8 @@ def validate_ratings(frame: pd.DataFrame, *, scale: tuple[float, float] | None =
     """Check a long ratings table and return it with `COLUMNS` only, typed (score float, repetition int).
 
     `scale` = (lowest, highest) allowed score, or None for any finite number."""
+    if scale is not None and not (math.isfinite(scale[0]) and math.isfinite(scale[1]) and scale[0] < scale[1]):
+        raise ParameterError("scale", f"scale needs finite lowest < highest, got {scale!r}")
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise SrevalError(
@@ -171,19 +173,6 @@ def select_ratings(
         what = "" if include_simulated else " (simulated raters are left out: include them to analyse a simulation)"
         raise SrevalError(f"no ratings left to analyse{what}")
     return chosen
-
-
-def parse_scale(scale: str) -> tuple[float, float] | None:
-    """A scale written as text: 'MIN,MAX' (e.g. 1,5 or 0,100), or 'any' (None: any numeric scale)."""
-    if scale.strip().lower() == "any":
-        return None
-    try:
-        low, high = (float(part) for part in scale.split(","))
-    except ValueError:
-        raise ParameterError("scale", f"scale must be MIN,MAX (e.g. 1,5) or 'any', not {scale!r}") from None
-    if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise ParameterError("scale", f"scale needs finite MIN < MAX, got {scale!r}")
-    return low, high
 
 
 def gold_failures(ratings: pd.DataFrame) -> pd.Series:
