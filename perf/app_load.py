@@ -31,17 +31,13 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
 
+from sreval.db.scratch import scratch_database
 from sreval.errors import SrevalError
 from sreval.study import RequestRefused, open_study_store
 from sreval.study.simulate import synthetic_study
@@ -212,23 +208,6 @@ def run(url: str, study: str, backend: str, raters: int, think: float, processes
     return Result(backend, think, raters, processes, ratings, seconds, timings)
 
 
-@contextmanager
-def pg_database(server_url: str) -> Iterator[str]:
-    """A new database on the server of `server_url`, dropped afterwards."""
-    name = f"sreval_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
-
-
 def bench(url: str, backend: str, raters: int, items: int, folder: Path, thinks: list[float], processes: int) -> None:
     """One run per pause length, each on a study of its own in the database `url`; prints a row per run."""
     for i, think in enumerate(thinks):
@@ -274,7 +253,7 @@ def main() -> None:
                 if not args.pg_url:
                     print('postgresql skipped: no --pg-url or SREVAL_TEST_PG_URL (eval "$(bash .ci/postgres.sh)")')
                     continue
-                with pg_database(args.pg_url) as url:
+                with scratch_database(args.pg_url, "sreval_bench_") as url:
                     bench(url, backend, args.raters, args.items, folder, thinks, args.processes)
             else:
                 sys.exit(f"unknown backend {backend!r}: use sqlite and/or postgresql")

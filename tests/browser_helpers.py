@@ -21,7 +21,6 @@ import pytest
 from raters_app_helpers import (
     ADMIN_HASH,
     N_CALIBRATION,
-    build_pilot,
     copy_database,
     start,
 )
@@ -50,14 +49,6 @@ RATERS = 50
 
 
 TIMEOUT_MS = 20_000
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
-    root = tmp_path_factory.mktemp("browser-template")
-    with open_study_store(f"sqlite:///{root / 'study.sqlite'}") as store:
-        build_pilot(store, root, data_root)
-    return root
 
 
 def free_port() -> int:

@@ -1,15 +1,17 @@
-"""Shared pytest fixtures: benchmark data and PostgreSQL."""
+"""Shared pytest fixtures: benchmark data, PostgreSQL, and the pilot MOS study."""
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
+from db_helpers import copy_database
+from study_helpers import build
+
+from sreval.db.scratch import scratch_database
+from sreval.study import StudyStore, open_study_store
 
 # --- Benchmark data ---------------------------------------------------------------------------------------
 # Tests that need the benchmark data (SREVAL_DATA_ROOT) or the other shared reference files skip without it,
@@ -49,6 +51,30 @@ def enhancenet_weights(data_root: Path) -> Path:
     return path
 
 
+# --- Isolated settings ------------------------------------------------------------------------------------
+# Everything sreval would read from or write to the user's folders points into the test's tmp_path instead.
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """sreval's and torch's caches under tmp_path, and no assets folder: no model file is found outside the test."""
+    monkeypatch.setenv("SREVAL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("SREVAL_ASSETS", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def env(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The benchmark data as the user sets it; the cache, results database, zoo and XDG data under tmp_path."""
+    monkeypatch.setenv("SREVAL_DATA_ROOT", str(data_root))
+    monkeypatch.setenv("SREVAL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SREVAL_DB", f"sqlite:///{tmp_path / 'results.sqlite'}")
+    monkeypatch.setenv("SREVAL_ZOO", str(tmp_path / "zoo"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    return tmp_path
+
+
 # --- PostgreSQL -------------------------------------------------------------------------------------------
 # Tests marked `postgres` need a server: `eval "$(bash .ci/postgres.sh)"` starts one and sets
 # SREVAL_TEST_PG_URL. Without it they skip, unless SREVAL_REQUIRE_PG=1 (CI), where they fail instead.
@@ -67,13 +93,37 @@ def pg_url() -> str:
 @pytest.fixture
 def pg_database_url(pg_url: str) -> Iterator[str]:
     """A new empty database on the test server, dropped after the test, so PostgreSQL tests stay independent."""
-    name = f"sreval_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
+    with scratch_database(pg_url, "sreval_test_") as url:
+        yield url
+
+
+# --- The pilot MOS study ----------------------------------------------------------------------------------
+# One small study (study_helpers.py) built once per test module; each test gets a private copy of its database.
+# A module that needs another study (the rater app's) overrides `template` alone: `url` and `store` follow it.
+
+
+@pytest.fixture(scope="module")
+def sr_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SR outputs shared by every study built in this module (rendering is the slow part)."""
+    return tmp_path_factory.mktemp("sr-cache")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory, data_root: Path, sr_cache: Path) -> Path:
+    """The pilot study, built once: its database file (copied per test) and its stimulus folder."""
+    root = tmp_path_factory.mktemp("template")
+    with open_study_store(f"sqlite:///{root / 'study.sqlite'}") as store:
+        build(store, root, data_root, sr_cache)
+    return root
+
+
+@pytest.fixture
+def url(template: Path, tmp_path: Path) -> str:
+    """A private copy of the template study's database (the stimulus files stay shared and are only read)."""
+    return copy_database(template, tmp_path)
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[StudyStore]:
+    with open_study_store(url) as opened:
+        yield opened

@@ -1,7 +1,8 @@
 """What the rater app tests share (AppTest here, a browser in test_raters_browser.py): one small study (Set5
 bird/butterfly/head × nn, bicubic; 1 gold image; 2 calibration images; 2 retest items: 4 calibration and 10
-test-phase items per rater) rendered once per test module, each test getting its own copy of the database; the
-app run on it, and helpers that read its page or answer through the store.
+test-phase items per rater) rendered once per test module by `template` (conftest.py's `url` and `store` follow
+it), each test getting its own copy of the database; the app run on it, and helpers that read its page or answer
+through the store.
 """
 
 from __future__ import annotations
@@ -9,15 +10,14 @@ from __future__ import annotations
 import base64
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
+from db_helpers import query_rows
 from sqlalchemy import create_engine, text
+from study_helpers import RATING_STATE, make_calibration_folder
 
-from sreval.imageio import save_png
 from sreval.study import StudyStore, hash_password, open_study_store
 from sreval.study.builder import build_study
 from sreval.vocabulary import SCORE_LABELS
@@ -52,11 +52,7 @@ ADMIN_HASH = hash_password(PASSWORD, iterations=1000, salt="testsalt")
 
 def build_pilot(store: StudyStore, root: Path, data_root: Path, name: str = STUDY, seed: int = 11) -> None:
     """The small study of these tests, with noise images (outside the test set) for calibration."""
-    calibration = root / "calibration"
-    calibration.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(5)
-    for i in range(2):
-        save_png(calibration / f"cal{i}.png", rng.integers(0, 256, (48 + 4 * i, 64, 3), dtype=np.uint8))
+    calibration = make_calibration_folder(root / "calibration", 2)
     build_study(
         store, name, ["nn", "bicubic"], ["set5"], data_root=data_root, images=["bird", "butterfly", "head"],
         retest=0.34, gold_images=1, calibration_images=2, calibration_dir=calibration, folder=root / "stimuli",
@@ -64,23 +60,9 @@ def build_pilot(store: StudyStore, root: Path, data_root: Path, name: str = STUD
     )  # fmt: skip
 
 
-def copy_database(template: Path, target: Path) -> str:
-    """A private copy of a template's SQLite database (the stimulus files stay shared: they are only read)."""
-    for suffix in ("", "-wal"):
-        if (template / f"study.sqlite{suffix}").exists():
-            shutil.copy(template / f"study.sqlite{suffix}", target / f"study.sqlite{suffix}")
-    return f"sqlite:///{target / 'study.sqlite'}"
-
-
 def ratings_table(url: str) -> list[tuple[Any, ...]]:
     """Every stored rating and rater row: what a refused request must leave as it was."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            ratings = [tuple(r) for r in conn.execute(text("SELECT * FROM study_ratings ORDER BY id"))]
-            raters = [tuple(r) for r in conn.execute(text("SELECT * FROM study_raters ORDER BY id"))]
-    finally:
-        engine.dispose()
+    ratings, raters = query_rows(url, *RATING_STATE)
     return ratings + raters
 
 
@@ -90,17 +72,6 @@ def template(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
     with open_study_store(f"sqlite:///{root / 'study.sqlite'}") as store:
         build_pilot(store, root, data_root)
     return root
-
-
-@pytest.fixture
-def url(template: Path, tmp_path: Path) -> str:
-    return copy_database(template, tmp_path)
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[StudyStore]:
-    with open_study_store(url) as opened:
-        yield opened
 
 
 def run_app(url: str, **query: str) -> AppTest:

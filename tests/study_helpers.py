@@ -1,27 +1,21 @@
 """What the MOS study tests share: one small study (Set5 bird/butterfly/head × nn, bicubic; 1 gold image;
-2 calibration images; 2 retest items), rendered once per test module; tests that write get their own copy of its
-database. Helpers answer items and snapshot what a refused request must leave as it was.
+2 calibration images; 2 retest items), rendered once per test module (the `template`, `url` and `store` fixtures
+of conftest.py); tests that write get their own copy of its database. Helpers answer items and snapshot what
+a refused request must leave as it was.
 """
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
-from sqlalchemy import create_engine, text
+from db_helpers import count_rows, query_rows
 
 from sreval.benchmark.cache import Cache
 from sreval.db.tables import Base
 from sreval.imageio import save_png
-from sreval.study import (
-    Item,
-    StudyStore,
-    open_study_store,
-)
+from sreval.study import Item, StudyStore
 from sreval.study.builder import build_study
 
 STUDY = "pilot"
@@ -43,6 +37,10 @@ PER_RATER = N_CALIBRATION + N_TEST + N_GOLD + N_RETEST
 STUDY_TABLES = [t for t in Base.metadata.tables if t == "studies" or t.startswith("study_")]
 
 
+#: Every stored rating and every rater's row: what a refused request must leave as it was.
+RATING_STATE = ("SELECT * FROM study_ratings ORDER BY id", "SELECT * FROM study_raters ORDER BY id")
+
+
 def make_calibration_folder(folder: Path, n: int = 3) -> Path:
     """Images outside the test set: seeded noise."""
     rng = np.random.default_rng(5)
@@ -59,55 +57,13 @@ def build(store: StudyStore, root: Path, data_root: Path, cache: Path, name: str
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def sr_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """SR outputs shared by every study built in this module (rendering is the slow part)."""
-    return tmp_path_factory.mktemp("sr-cache")
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory, data_root: Path, sr_cache: Path) -> Path:
-    """The pilot study, built once: its database file (copied per test) and its stimulus folder."""
-    root = tmp_path_factory.mktemp("template")
-    with open_study_store(f"sqlite:///{root / 'study.sqlite'}") as store:
-        build(store, root, data_root, sr_cache)
-    return root
-
-
-@pytest.fixture
-def url(template: Path, tmp_path: Path) -> str:
-    """A private copy of the pilot study's database (the stimulus files stay shared and are only read)."""
-    for suffix in ("", "-wal"):
-        if (template / f"study.sqlite{suffix}").exists():
-            shutil.copy(template / f"study.sqlite{suffix}", tmp_path / f"study.sqlite{suffix}")
-    return f"sqlite:///{tmp_path / 'study.sqlite'}"
-
-
-@pytest.fixture
-def store(url: str) -> Iterator[StudyStore]:
-    with open_study_store(url) as opened:
-        yield opened
-
-
 def counts(url: str) -> dict[str, int]:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in STUDY_TABLES}
-    finally:
-        engine.dispose()
+    return count_rows(url, STUDY_TABLES)
 
 
 def snapshot(url: str) -> tuple[dict[str, int], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Everything a refused request must leave as it was: row counts, every rating, every rater's state."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            ratings = [tuple(r) for r in conn.execute(text("SELECT * FROM study_ratings ORDER BY id"))]
-            raters = [tuple(r) for r in conn.execute(text("SELECT * FROM study_raters ORDER BY id"))]
-            closed = [tuple(r) for r in conn.execute(text("SELECT id, closed_at FROM studies ORDER BY id"))]
-    finally:
-        engine.dispose()
+    ratings, raters, closed = query_rows(url, *RATING_STATE, "SELECT id, closed_at FROM studies ORDER BY id")
     return counts(url), ratings, raters + closed
 
 

@@ -11,13 +11,7 @@ from sreval import assets
 from sreval.cli import main
 from sreval.errors import ParameterError, SrevalError
 
-
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SREVAL_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv("SREVAL_ASSETS", raising=False)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 @pytest.fixture

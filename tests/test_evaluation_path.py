@@ -35,16 +35,6 @@ from sreval.study.builder import build_study
 TINY = {"num_blocks": 1, "num_feat": 8}
 
 
-@pytest.fixture
-def env(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SREVAL_DATA_ROOT", str(data_root))
-    monkeypatch.setenv("SREVAL_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("SREVAL_DB", f"sqlite:///{tmp_path / 'results.sqlite'}")
-    monkeypatch.setenv("SREVAL_ZOO", str(tmp_path / "zoo"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    return tmp_path
-
-
 def test_lr_is_matlab_bicubic_of_the_hr_in_the_protocols_variant(data_root: Path) -> None:
     dataset = get_dataset("set5")
     entry = dataset.images[0]

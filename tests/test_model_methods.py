@@ -28,14 +28,10 @@ PAPER_ENET_PAT_SET5_PSNR = 28.56
 
 
 @pytest.fixture
-def env(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SREVAL_DATA_ROOT", str(data_root))
-    monkeypatch.setenv("SREVAL_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("SREVAL_DB", f"sqlite:///{tmp_path / 'results.sqlite'}")
-    monkeypatch.setenv("SREVAL_ZOO", str(tmp_path / "zoo"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+def env(env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """conftest's `env`, and no assets folder from outside the test."""
     monkeypatch.delenv("SREVAL_ASSETS", raising=False)
-    return tmp_path
+    return env
 
 
 def _save_tiny(name: str = "tiny-sr") -> torch.nn.Module:

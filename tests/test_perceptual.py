@@ -23,16 +23,14 @@ from sreval.protocol import Protocol
 
 
 @pytest.fixture
-def env(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SREVAL_DATA_ROOT", str(data_root))
-    monkeypatch.setenv("SREVAL_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("SREVAL_DB", f"sqlite:///{tmp_path / 'results.sqlite'}")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+def env(env: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """conftest's `env`, torch's cache under it, and the NIQE parameters of the shared data."""
+    monkeypatch.setenv("TORCH_HOME", str(env / "torch"))
     niqe_dir = data_root.parent / "iqa"
     if not (niqe_dir / "niqe" / "modelparameters.mat").is_file():
         pytest.skip("NIQE parameters not available")
     monkeypatch.setenv("SREVAL_ASSETS", str(niqe_dir))
-    return tmp_path
+    return env
 
 
 def _run(env: Path, metrics: str, out: str) -> pd.DataFrame:

@@ -25,8 +25,6 @@ from sqlalchemy.engine import make_url
 from sreval.study import StudyStore, open_study_store
 
 template = raters_app_helpers.template
-url = raters_app_helpers.url
-store = raters_app_helpers.store
 fresh_server = raters_app_helpers.fresh_server
 
 

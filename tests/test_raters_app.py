@@ -34,9 +34,6 @@ from sreval.study import StudyStore
 from sreval.vocabulary import SCORE_LABELS
 
 template = raters_app_helpers.template
-url = raters_app_helpers.url
-store = raters_app_helpers.store
-fresh_server = raters_app_helpers.fresh_server
 
 
 @pytest.mark.parametrize("token", [None, "forged", "", "x" * 500])

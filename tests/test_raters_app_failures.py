@@ -32,9 +32,6 @@ from sreval.errors import SrevalError
 from sreval.study import StudyStore
 
 template = raters_app_helpers.template
-url = raters_app_helpers.url
-store = raters_app_helpers.store
-fresh_server = raters_app_helpers.fresh_server
 
 
 @pytest.mark.parametrize("damage", ["deleted", "truncated", "not an image", "a folder", "unreadable"])

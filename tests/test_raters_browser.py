@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import browser_helpers
+import raters_app_helpers
 from browser_helpers import (
     ROOT,
     SETTLED,
@@ -48,7 +49,7 @@ from sreval.study import (
     open_study_store,
 )
 
-template = browser_helpers.template
+template = raters_app_helpers.template
 browser = browser_helpers.browser
 server = browser_helpers.server
 

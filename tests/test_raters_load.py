@@ -17,17 +17,18 @@ from pathlib import Path
 import browser_helpers
 import numpy as np
 import pytest
+import raters_app_helpers
 from browser_helpers import (
     RATERS,
     ROOT,
 )
+from db_helpers import query_scalar
 from raters_app_helpers import (
     PER_RATER,
     STUDY,
     build_pilot,
     copy_database,
 )
-from sqlalchemy import create_engine, text
 
 from sreval.imageio import save_png
 from sreval.study import (
@@ -39,7 +40,7 @@ from sreval.study import (
     open_study_store,
 )
 
-template = browser_helpers.template
+template = raters_app_helpers.template
 browser = browser_helpers.browser
 server = browser_helpers.server
 
@@ -102,12 +103,7 @@ if failures:
 
 
 def count_ratings(url: str) -> int:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(text("SELECT COUNT(*) FROM study_ratings")).scalar_one())
-    finally:
-        engine.dispose()
+    return int(query_scalar(url, "SELECT COUNT(*) FROM study_ratings"))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

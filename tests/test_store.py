@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import Connection, create_engine, event, inspect, text
+from db_helpers import count_rows, query_scalar
+from sqlalchemy import Connection, create_engine, event, inspect
 
 from sreval.db.tables import Base
 from sreval.errors import SrevalError
@@ -77,22 +78,11 @@ def make_run(
 
 def row_counts(url: str) -> dict[str, int]:
     """Rows per data table (everything but schema_version)."""
-    engine = create_engine(url)
-    tables = [t for t in Base.metadata.tables if t != "schema_version"]
-    try:
-        with engine.connect() as conn:
-            return {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in tables}
-    finally:
-        engine.dispose()
+    return count_rows(url, [t for t in Base.metadata.tables if t != "schema_version"])
 
 
 def schema_version(url: str) -> int:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(text("SELECT version FROM schema_version")).scalar_one())
-    finally:
-        engine.dispose()
+    return int(query_scalar(url, "SELECT version FROM schema_version"))
 
 
 def column_names(url: str, table: str) -> set[str]:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import study_helpers
 from sqlalchemy import create_engine, text
 from study_helpers import (
     IMAGES,
@@ -41,11 +40,6 @@ from sreval.study import (
 from sreval.study.builder import build_study
 from sreval.study.schedule import build_schedule, rater_seed, retest_count
 from sreval.study.security import token_sha256
-
-sr_cache = study_helpers.sr_cache
-template = study_helpers.template
-url = study_helpers.url
-store = study_helpers.store
 
 
 def test_study_contents(store: StudyStore, data_root: Path) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import study_helpers
 from study_helpers import (
     rate,
 )
@@ -20,11 +19,6 @@ from sreval.study import (
     check_admin_password,
     open_study_store,
 )
-
-sr_cache = study_helpers.sr_cache
-template = study_helpers.template
-url = study_helpers.url
-store = study_helpers.store
 
 
 def test_cli(

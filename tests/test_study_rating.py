@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import study_helpers
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 from study_helpers import (
@@ -36,11 +35,6 @@ from sreval.study import (
     open_study_store,
 )
 from sreval.vocabulary import HIGHEST_SCORE, LOWEST_SCORE
-
-sr_cache = study_helpers.sr_cache
-template = study_helpers.template
-url = study_helpers.url
-store = study_helpers.store
 
 
 def test_rating_resumes_and_a_finished_rater_cannot_rate(store: StudyStore, url: str) -> None:

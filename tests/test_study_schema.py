@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import study_helpers
 from sqlalchemy import create_engine, inspect, text
 from study_helpers import (
     PER_RATER,
@@ -28,11 +27,6 @@ from sreval.study import (
     open_study_store,
 )
 from sreval.study.simulate import simulate
-
-sr_cache = study_helpers.sr_cache
-template = study_helpers.template
-url = study_helpers.url
-store = study_helpers.store
 
 
 def schema(url: str) -> dict[str, Any]:

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import study_helpers
 from sqlalchemy import create_engine, text
 from study_helpers import (
     IMAGES,
@@ -26,11 +25,6 @@ from sreval.study import (
     StudyStore,
 )
 from sreval.study.simulate import simulate
-
-sr_cache = study_helpers.sr_cache
-template = study_helpers.template
-url = study_helpers.url
-store = study_helpers.store
 
 
 def test_simulation_is_flagged_and_kept_out_of_analyses(store: StudyStore, url: str) -> None:

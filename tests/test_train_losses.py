@@ -71,12 +71,7 @@ def standin_vgg19(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SREVAL_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv("SREVAL_ASSETS", raising=False)
-    return tmp_path
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def images(n: int = 1, size: int = 32, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
