@@ -149,13 +149,18 @@ def signed_rank_test(
     return SignedRankResult(n, n_zero, w_plus, w_minus, statistic, p, "normal", z, effect)
 
 
+def _ranked(p: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.intp]]:
+    """What both corrections start from: the p-values, a result of their shape that is NaN until filled, and the
+    positions of the finite p-values, smallest first (ties in input order). A NaN is no test: it is not ranked."""
+    values = np.asarray(p, dtype=np.float64)
+    finite = np.flatnonzero(np.isfinite(values))
+    return values, np.full(values.shape, np.nan), finite[np.argsort(values[finite], kind="stable")]
+
+
 def holm(p: ArrayLike) -> NDArray[np.float64]:
     """Holm's step-down adjusted p-values (NaN stays NaN and is not counted as a test)."""
-    values = np.asarray(p, dtype=np.float64)
-    out = np.full(values.shape, np.nan)
-    finite = np.flatnonzero(np.isfinite(values))
-    m = finite.size
-    order = finite[np.argsort(values[finite], kind="stable")]
+    values, out, order = _ranked(p)
+    m = order.size
     adjusted = np.maximum.accumulate((m - np.arange(m)) * values[order])
     out[order] = np.minimum(adjusted, 1.0)
     return out
@@ -163,11 +168,8 @@ def holm(p: ArrayLike) -> NDArray[np.float64]:
 
 def benjamini_hochberg(p: ArrayLike) -> NDArray[np.float64]:
     """Benjamini–Hochberg step-up adjusted p-values (q-values); NaN stays NaN and is not counted."""
-    values = np.asarray(p, dtype=np.float64)
-    out = np.full(values.shape, np.nan)
-    finite = np.flatnonzero(np.isfinite(values))
-    m = finite.size
-    order = finite[np.argsort(values[finite], kind="stable")]
+    values, out, order = _ranked(p)
+    m = order.size
     scaled = values[order] * m / np.arange(1, m + 1)
     adjusted = np.minimum.accumulate(scaled[::-1])[::-1]
     out[order] = np.minimum(adjusted, 1.0)
