@@ -13,7 +13,9 @@ to be shipped, found and kept in sync for no gain. What we need from it fits in 
 * a database newer than this code is refused rather than half understood.
 
 A migration step receives the open `Connection` and may use DDL (`ALTER TABLE ...`) and data updates;
-it must produce exactly the schema that `tables` then describes.
+it must produce exactly the schema that `tables` then describes. Each step spells its tables out as they were
+at its version, even where they read like the models of `tables` today: a step is a frozen snapshot, so that
+changing a model (a new column is a new step) never changes what an old step creates.
 """
 
 from __future__ import annotations
