@@ -106,7 +106,7 @@ def _add_report_commands(sub: Subcommands) -> None:
     report.set_defaults(func=cmd_report)
 
 
-def _parse_scale(text: str) -> tuple[float, float] | None:
+def parse_scale(text: str) -> tuple[float, float] | None:
     """`--scale MIN,MAX` (e.g. 1,5 or 0,100) as a pair, or 'any' as None (any numeric scale)."""
     if text.strip().lower() == "any":
         return None
@@ -132,7 +132,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.out is None:
         raise SrevalError("sreval analyze needs --out DIR, the folder for the CSV files")
     if args.ratings is not None:
-        ratings = read_ratings_csv(args.ratings, scale=_parse_scale(args.scale))
+        ratings = read_ratings_csv(args.ratings, scale=parse_scale(args.scale))
         source = str(args.ratings)
     else:
         with open_study_store(args.db) as study_store:

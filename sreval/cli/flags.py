@@ -35,11 +35,11 @@ FLAGS: dict[str, dict[str, str]] = {
     "study invite": {"url": "--db"},
     "study status": {"url": "--db"},
     "study export": {"url": "--db"},
-    "study simulate": {"n_raters": "--raters", "url": "--db"},
+    "study simulate": {"url": "--db"},
     "study close": {"url": "--db"},
     "study list": {"url": "--db"},
     "analyze": {"n_boot": "--bootstrap", "url": "--db"},
-    "analyze power": {"target": "--power", "n_raters": "--raters", "url": "--db"},
+    "analyze power": {"target": "--power", "url": "--db"},
     "report": {"gallery_images": "--gallery", "url": "--db"},
 }
 
@@ -75,14 +75,16 @@ def flag_for(parameter: str, command: str, options: set[str]) -> str | None:
 
 
 def reworded(error: ParameterError, command: str, options: set[str]) -> str:
-    """The error's message with its first mention of the parameter (not a quoted value) written as the flag:
-    "--delta must be in (0, 1), got 2"."""
+    """The error's message with the parameter written as the flag where the message speaks of it as such: at the
+    start of the message or of a clause, or where it says to give it ("--delta must be in (0, 1), got 2"). Other
+    mentions are the word in its ordinary sense ("no study named 'x'") and stay."""
     message = str(error)
     flag = flag_for(error.parameter, command, options)
     if flag is None:
         return message
-    mention = re.compile(rf"(?<![\w.\-'\"]){re.escape(error.parameter)}(?![\w\-'\"])")
-    return mention.sub(lambda _: flag, message, count=1)
+    where = r"(?:^|(?<=: )|(?<=; )|(?<=\. )|(?<=give )|(?<=Give ))"
+    mention = re.compile(rf"{where}{re.escape(error.parameter)}(?![\w\-'\"])")
+    return mention.sub(lambda _: flag, message)
 
 
 def command_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, set[str]]:

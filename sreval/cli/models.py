@@ -200,7 +200,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.finished and result.final_dir is not None:
         print(f"{recipe.name}: {result.step} steps in {result.wall_s:.0f} s; final weights in {result.final_dir}")
         for v in result.validation:
-            scores = ", ".join(_validation_score(name, v[name]) for name in ("psnr", "ssim"))
+            scores = ", ".join(validation_score(name, v[name]) for name in ("psnr", "ssim"))
             print(f"  {v['dataset']}: {scores} ({v['n']} images)")
         print(f"add it to the zoo: sreval zoo add {args.out} --name NAME")
     elif not result.finished:
@@ -208,7 +208,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _validation_score(metric: str, value: float) -> str:
+def validation_score(metric: str, value: float) -> str:
     """"PSNR 30.123 dB": the metric's label, its decimals and unit."""
     from sreval.metrics import metric_info
 
