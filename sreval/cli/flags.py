@@ -29,7 +29,7 @@ FLAGS: dict[str, dict[str, str]] = {
     "run-benchmarks": {"names": "--metrics", "spec": "--methods", "url": "--db"},
     "evaluate": {"names": "--metrics", "key": "--dataset", "url": "--db"},
     "runs": {"url": "--db"},
-    "interpolate": {"alphas": "--sweep"},
+    "interpolate": {"alphas": "--sweep", "prefix": "--name-prefix"},
     "train": {"spec": "--train-dir", "items": _SET},
     "study create": {"spec": "--methods", "folder": "--dir", "url": "--db"},
     "study invite": {"url": "--db"},

@@ -181,6 +181,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from sreval.train.data import resolve_train_dir
     from sreval.train.devices import process_device
     from sreval.train.loop import TrainOptions, train
+    from sreval.train.validation import METRICS
 
     recipe = recipes.get_recipe(args.recipe)
     if args.config:
@@ -200,7 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.finished and result.final_dir is not None:
         print(f"{recipe.name}: {result.step} steps in {result.wall_s:.0f} s; final weights in {result.final_dir}")
         for v in result.validation:
-            scores = ", ".join(validation_score(name, v[name]) for name in ("psnr", "ssim"))
+            scores = ", ".join(validation_score(name, v[name]) for name in METRICS)
             print(f"  {v['dataset']}: {scores} ({v['n']} images)")
         print(f"add it to the zoo: sreval zoo add {args.out} --name NAME")
     elif not result.finished:
