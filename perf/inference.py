@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
-import time
 from collections.abc import Callable
 
 import torch
+from timing import best_times, torch_device
 from torch import nn
 
 from sreval.archs import create_model
@@ -53,25 +52,6 @@ def conv_flops(model: nn.Module, x: torch.Tensor) -> int:
     return total
 
 
-def best_times(
-    fns: list[Callable[[], torch.Tensor]], repeats: int, sync: Callable[[], None]
-) -> tuple[list[float], list[torch.Tensor]]:
-    """Best wall time of `repeats` calls of each function (the least noisy estimate) and their last outputs.
-
-    The functions take turns within each repeat, so a slow spell of a shared machine hits both alike.
-    """
-    best = [math.inf] * len(fns)
-    outs = [torch.empty(0)] * len(fns)
-    for _ in range(repeats):
-        for k, fn in enumerate(fns):
-            sync()
-            start = time.perf_counter()
-            outs[k] = fn()
-            sync()
-            best[k] = min(best[k], time.perf_counter() - start)
-    return best, outs
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -86,11 +66,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="engine tiles per pass (default 8)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device, sync = torch_device(args.device, args.threads)
     cuda = device.type == "cuda"
-    sync: Callable[[], None] = torch.cuda.synchronize if cuda else (lambda: None)
     size = args.size or (256 if cuda else 128)
     options = InferenceOptions(
         tile=args.tile or None,
@@ -129,7 +106,8 @@ def main() -> None:
         for _ in range(2):  # warm-up: allocator, cuDNN autotuning, and compilation (static, then dynamic shapes)
             naive()
             tiled()
-        (t_naive, t_engine), (y_naive, y_engine) = best_times([naive, tiled], args.repeats, sync)
+        both: list[Callable[[], torch.Tensor]] = [naive, tiled]
+        (t_naive, t_engine), (y_naive, y_engine) = best_times(both, args.repeats, sync)
         diff = float((y_naive.float().clamp(0, 1) - y_engine.clamp(0, 1)).abs().max())
 
         def rates(seconds: float, flops: int = flops) -> str:

@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import time
-from collections.abc import Callable
 
 import numpy as np
 import scipy.signal
 import torch
+from timing import best_of, torch_device
 
 from sreval import settings
 from sreval.benchmark.evaluate import make_lr
@@ -77,17 +76,6 @@ def prepare(data_root: str | None) -> dict[str, list[Pair]]:
 Scores = list[tuple[float, float]]
 
 
-def timed(fn: Callable[[], Scores], repeat: int, sync: Callable[[], None]) -> tuple[float, Scores]:
-    best: float = math.inf
-    out: Scores = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        sync()
-        best = min(best, time.perf_counter() - start)
-    return best, out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root")
@@ -95,10 +83,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="best of N timings (default 3)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); 1 = like numpy")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    device, sync = torch_device(args.device, args.threads)
     metrics = [create_metric("psnr", Protocol()), create_metric("ssim", Protocol())]
 
     print("preparing bicubic outputs ...", flush=True)
@@ -119,8 +104,8 @@ def main() -> None:
     total_ours = total_ref = 0.0
     worst_psnr = worst_ssim = 0.0
     for key, items in pairs.items():
-        t_ours, s_ours = timed(functools.partial(ours, items), args.repeat, sync)
-        t_ref, s_ref = timed(functools.partial(reference, items), 1 if args.repeat == 1 else 2, lambda: None)
+        t_ours, s_ours = best_of(functools.partial(ours, items), args.repeat, sync)
+        t_ref, s_ref = best_of(functools.partial(reference, items), 1 if args.repeat == 1 else 2, lambda: None)
         d_psnr = max(abs(a[0] - b[0]) for a, b in zip(s_ours, s_ref, strict=True))
         d_ssim = max(abs(a[1] - b[1]) for a, b in zip(s_ours, s_ref, strict=True))
         worst_psnr, worst_ssim = max(worst_psnr, d_psnr), max(worst_ssim, d_ssim)

@@ -14,14 +14,12 @@ with sreval on the path, e.g. a venv with `torch==2.14.1 torchvision==0.29.1` an
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+from timing import best_of, torch_device
 
 from sreval.imageio import load_image, to_tensor
 from sreval.metrics.niqe import load_niqe_model, niqe
@@ -40,19 +38,6 @@ def relative_difference(ours: torch.Tensor, reference: torch.Tensor) -> float:
     return float(((a - b).abs() / (b.abs() + 1e-6)).max())
 
 
-def timed(fn: Callable[[], Any], device: torch.device, repeat: int = 2) -> tuple[float, Any]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        out = fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best, out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
@@ -60,7 +45,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=3, help="Urban100 images to add to the 5 calibration images")
     parser.add_argument("--skip-nrqm", action="store_true", help="NIQE only (pyiqa's NRQM takes minutes)")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device, sync = torch_device(args.device)
 
     from pyiqa.archs import niqe_arch, nrqm_arch  # imported here: only this script needs pyiqa
     from pyiqa.matlab_utils import im2col
@@ -82,13 +67,13 @@ def main() -> None:
     totals = np.zeros(4)
     for path in paths:
         plane = plane_of(path, device)
-        t_niqe, ours_niqe = timed(partial(niqe, plane, model), device, repeat=5)
-        t_niqe_ref, ref_niqe = timed(partial(niqe_arch.niqe, plane, mu, cov), device, repeat=5)
+        t_niqe, ours_niqe = best_of(partial(niqe, plane, model), 5, sync)
+        t_niqe_ref, ref_niqe = best_of(partial(niqe_arch.niqe, plane, mu, cov), 5, sync)
         d_niqe = abs(float(ours_niqe[0]) - float(ref_niqe.reshape(-1)[0]))
         t_feat = t_feat_ref = d_feat = float("nan")
         if not args.skip_nrqm:
-            t_feat, ours_feat = timed(partial(nrqm_features, plane[0, 0]), device, repeat=1)
-            t_feat_ref, ref_feat = timed(partial(pyiqa_nrqm_features, plane), device, repeat=1)
+            t_feat, ours_feat = best_of(partial(nrqm_features, plane[0, 0]), 1, sync)
+            t_feat_ref, ref_feat = best_of(partial(pyiqa_nrqm_features, plane), 1, sync)
             d_feat = max(relative_difference(a, b) for a, b in zip(ours_feat, ref_feat, strict=True))
         totals += [t_niqe, t_niqe_ref, t_feat, t_feat_ref]
         h, w = plane.shape[-2:]

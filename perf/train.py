@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from timing import torch_device
 from torch import nn
 
 from sreval.archs import create_model
@@ -157,9 +158,7 @@ def run() -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device, _ = torch_device(args.device, args.threads)
     cuda = device.type == "cuda"
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in RECIPE_OF]
