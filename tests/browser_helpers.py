@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from db_helpers import copy_database
 from raters_app_helpers import (
     ADMIN_HASH,
     N_CALIBRATION,
-    copy_database,
     start,
 )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from db_helpers import copy_database
@@ -18,7 +19,7 @@ from sreval.study import StudyStore, open_study_store
 # except when SREVAL_REQUIRE_DATA=1 (CI), where a missing data root fails.
 
 
-def _require(what: str) -> None:
+def _require(what: str) -> NoReturn:
     if os.environ.get("SREVAL_REQUIRE_DATA") == "1":
         pytest.fail(f"{what} is required (SREVAL_REQUIRE_DATA=1) but not available")
     pytest.skip(f"{what} not available")

@@ -20,6 +20,18 @@ def query_rows(url: str, *queries: str) -> list[list[tuple[Any, ...]]]:
         engine.dispose()
 
 
+def execute(url: str, *statements: str, **params: Any) -> None:
+    """Run `statements` (with the bound `params`) in one transaction, as another program changing the database
+    would."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(text(statement), params)
+    finally:
+        engine.dispose()
+
+
 def query_scalar(url: str, query: str) -> Any:
     """The single value that `query` returns."""
     ((value,),) = query_rows(url, query)[0]

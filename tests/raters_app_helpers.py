@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from db_helpers import query_rows
-from sqlalchemy import create_engine, text
+from db_helpers import execute, query_rows
 from study_helpers import RATING_STATE, make_calibration_folder
 
 from sreval.study import StudyStore, hash_password, open_study_store
@@ -125,14 +124,16 @@ def start(store: StudyStore, *, consent: bool = True, rated: int = 0, score: int
 
 
 def answer(at: AppTest, score: int) -> AppTest:
-    return button(at, BUTTONS[score - 1]).click().run()
+    clicked: AppTest = button(at, BUTTONS[score - 1]).click().run()
+    return clicked
 
 
 def sign_in(url: str, password: str = PASSWORD) -> AppTest:
     at = run_app(url, admin="1")
     assert at.title[0].value == "Study administration"
     at.text_input[0].input(password)
-    return button(at, "Sign in").click().run()
+    signed_in: AppTest = button(at, "Sign in").click().run()
+    return signed_in
 
 
 UNSHOWABLE = "This image cannot be shown. Please tell the organiser of the study."
@@ -149,10 +150,7 @@ def private_stimuli(url: str, template: Path, target: Path) -> Path:
     """A copy of the template's stimulus folder for one test (which may damage it), stored as the study's."""
     folder = target / "stimuli"
     shutil.copytree(template / "stimuli", folder)
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE studies SET folder = :f"), {"f": str(folder)})
-    engine.dispose()
+    execute(url, "UPDATE studies SET folder = :f", f=str(folder))
     return folder
 
 

@@ -69,7 +69,7 @@ def snapshot(url: str) -> tuple[dict[str, int], list[tuple[Any, ...]], list[tupl
 
 def rate(store: StudyStore, token: str, n: int | None = None, score: int = 3) -> list[Item]:
     """Answer the next `n` items (all when None) with `score`; return the items answered."""
-    answered = []
+    answered: list[Item] = []
     while (n is None or len(answered) < n) and (item := store.next_item(token)) is not None:
         store.submit(token, item.stimulus, item.repetition, score, 1500)
         answered.append(item)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import test_store
+from db_helpers import execute
 from sqlalchemy import Connection, create_engine, inspect, text
 from test_store import column_names, make_run, schema_version
 
@@ -99,10 +100,7 @@ def test_failing_migration_leaves_the_database_untouched(url: str, monkeypatch: 
 
 def test_newer_database_is_refused(url: str) -> None:
     open_store(url).close()
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE schema_version SET version = 7"))
-    engine.dispose()
+    execute(url, "UPDATE schema_version SET version = 7")
 
     message = rf"database schema version 7 is newer than this sreval \(knows up to {LATEST}\); upgrade sreval"
     with pytest.raises(SrevalError, match=message):
@@ -111,10 +109,7 @@ def test_newer_database_is_refused(url: str) -> None:
 
 def test_sreval_tables_without_version_are_refused(url: str) -> None:
     open_store(url).close()
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE schema_version"))
-    engine.dispose()
+    execute(url, "DROP TABLE schema_version")
 
     with pytest.raises(SrevalError, match="no schema_version table"):
         open_store(url)

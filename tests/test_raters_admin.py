@@ -9,17 +9,7 @@ from pathlib import Path
 
 import pytest
 import raters_app_helpers
-from raters_app_helpers import (
-    N_CALIBRATION,
-    PASSWORD,
-    PER_RATER,
-    STUDY,
-    button,
-    run_app,
-    sign_in,
-    start,
-    texts,
-)
+from raters_app_helpers import N_CALIBRATION, PASSWORD, PER_RATER, STUDY, button, run_app, sign_in, start, texts
 from sqlalchemy.engine import make_url
 
 from sreval.study import StudyStore, open_study_store

@@ -22,12 +22,11 @@ from browser_helpers import (
     RATERS,
     ROOT,
 )
-from db_helpers import query_scalar
+from db_helpers import copy_database, query_scalar
 from raters_app_helpers import (
     PER_RATER,
     STUDY,
     build_pilot,
-    copy_database,
 )
 
 from sreval.imageio import save_png
@@ -157,14 +156,14 @@ def test_50_concurrent_raters_with_the_writer_killed_lose_and_duplicate_nothing(
             zip(schedule["stimulus"], schedule["repetition"], strict=True)
         )
     assert status.raters["finished_at"].notna().all() and (status.raters["done"] == PER_RATER).all()
-    stored = {(r.rater, r.stimulus, int(r.repetition)): int(r.score) for r in ratings.itertuples()}
+    scores = {(r.rater, r.stimulus, int(r.repetition)): int(r.score) for r in ratings.itertuples()}
     number = {rater: i for i, (rater, _) in enumerate(invitations)}
-    for (rater, stimulus, _), score in stored.items():  # no bad request got in
+    for (rater, stimulus, _), score in scores.items():  # no bad request got in
         assert score == 1 + zlib.crc32(f"{number[rater]}/{stimulus}".encode()) % 5
     acknowledged = [line.split() for line in log.read_text().splitlines() if line.count(" ") == 4]
     assert len(acknowledged) >= total - at_kill  # the second run alone acknowledged that many
     for index, stimulus, repetition, score, _ in acknowledged:  # every acknowledged rating is stored as sent
-        assert stored[invitations[int(index)].rater, stimulus, int(repetition)] == int(score)
+        assert scores[invitations[int(index)].rater, stimulus, int(repetition)] == int(score)
 
 
 def add_foreign_study(store: StudyStore, tmp_path: Path) -> str:

@@ -13,18 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
-from study_helpers import (
-    IMAGES,
-    N_CALIBRATION,
-    N_GOLD,
-    N_RETEST,
-    N_TEST,
-    PER_RATER,
-    SEED,
-    STUDY,
-    build,
-    counts,
-)
+from study_helpers import IMAGES, N_CALIBRATION, N_GOLD, N_RETEST, N_TEST, PER_RATER, SEED, STUDY, build, counts
 
 from sreval.datasets.registry import get_dataset, load_hr
 from sreval.errors import SrevalError

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from study_helpers import (
-    rate,
-)
+from study_helpers import rate
 
 from sreval.cli import main
 from sreval.study import (

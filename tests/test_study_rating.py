@@ -11,16 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from db_helpers import execute
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
-from study_helpers import (
-    N_CALIBRATION,
-    PER_RATER,
-    STUDY,
-    counts,
-    rate,
-    snapshot,
-)
+from study_helpers import N_CALIBRATION, PER_RATER, STUDY, counts, rate, snapshot
 
 from sreval.errors import SrevalError
 from sreval.imageio import save_png
@@ -185,10 +179,8 @@ def test_image_path_only_for_the_raters_own_items(store: StudyStore, url: str) -
         assert caught.value.reason == Refusal.UNKNOWN_STIMULUS
     with pytest.raises(RequestRefused, match="not valid"):
         store.image_path("forged", own)
-    engine = create_engine(url)
-    with engine.begin() as conn:  # a path altered in the database must not lead outside the study folder
-        conn.execute(text("UPDATE study_stimuli SET path = '../../etc/passwd' WHERE public_id = :p"), {"p": own})
-    engine.dispose()
+    # a path altered in the database must not lead outside the study folder
+    execute(url, "UPDATE study_stimuli SET path = '../../etc/passwd' WHERE public_id = :p", p=own)
     with pytest.raises(SrevalError, match="leaves the study folder"):
         store.image_path(token, own)
 

@@ -8,16 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from db_helpers import execute
 from sqlalchemy import create_engine, inspect, text
-from study_helpers import (
-    PER_RATER,
-    STUDY,
-    STUDY_TABLES,
-    build,
-    counts,
-    rate,
-    snapshot,
-)
+from study_helpers import PER_RATER, STUDY, STUDY_TABLES, build, counts, rate, snapshot
 
 from sreval.db.tables import Base
 from sreval.errors import SrevalError
@@ -80,11 +73,7 @@ def test_version_2_database_is_migrated_to_the_study_schema(empty_url: str, tmp_
 def test_version_3_database_gains_the_problems_table(empty_url: str) -> None:
     open_store(empty_url).close()
     fresh = schema(empty_url)
-    engine = create_engine(empty_url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE study_problems"))
-        conn.execute(text("UPDATE schema_version SET version = 3"))
-    engine.dispose()
+    execute(empty_url, "DROP TABLE study_problems", "UPDATE schema_version SET version = 3")
     with open_study_store(empty_url) as store:
         assert store.list_studies().empty
     assert schema(empty_url) == fresh and "study_problems" in fresh

@@ -5,18 +5,7 @@
 from __future__ import annotations
 
 from sqlalchemy import create_engine, text
-from study_helpers import (
-    IMAGES,
-    N_CALIBRATION,
-    N_GOLD,
-    N_RETEST,
-    N_TEST,
-    PER_RATER,
-    STUDY,
-    counts,
-    kinds,
-    rate,
-)
+from study_helpers import IMAGES, N_CALIBRATION, N_GOLD, N_RETEST, N_TEST, PER_RATER, STUDY, counts, kinds, rate
 
 from sreval.analysis import validate_ratings
 from sreval.analysis.ratings import gold_failures
