@@ -44,6 +44,12 @@ def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     return _resolve(explicit, "SREVAL_CACHE", _cache_home() / "sreval")
 
 
+def assets_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Where sreval installs the model files it downloads or is given (explicit, then SREVAL_ASSETS_DIR, then
+    `assets/` in the cache folder)."""
+    return _resolve(explicit, "SREVAL_ASSETS_DIR", cache_dir() / "assets")
+
+
 def db_url(explicit: str | None = None) -> str:
     """Results database as an SQLAlchemy URL (`--db`, then SREVAL_DB, then an SQLite file in the data home)."""
     if explicit:

@@ -56,6 +56,14 @@ def enhancenet_weights(data_root: Path) -> Path:
 # Everything sreval would read from or write to the user's folders points into the test's tmp_path instead.
 
 
+@pytest.fixture(autouse=True)
+def _no_user_settings_or_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test: no user config file and no model file downloaded on first use (tests of either opt back in)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("SREVAL_OFFLINE", "1")
+    monkeypatch.delenv("SREVAL_ASSETS_DIR", raising=False)
+
+
 @pytest.fixture
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """sreval's and torch's caches under tmp_path, and no assets folder: no model file is found outside the test."""

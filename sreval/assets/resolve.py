@@ -15,69 +15,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from sreval import settings
+from sreval.assets.catalogue import ASSETS, Asset
 from sreval.errors import ParameterError, SrevalError
 from sreval.fileutil import atomic_open
-
-
-@dataclass(frozen=True)
-class Asset:
-    name: str
-    filename: str
-    subdir: str  # conventional folder name under an assets root (e.g. `niqe/modelparameters.mat`)
-    #: Full SHA-256, or a hex prefix (torchvision names checkpoints by the first 8 digits), or None when no
-    #: trusted checksum is known to sreval (the file is then used as it is and reported as unverified).
-    sha256: str | None
-    description: str
-    source: str  # where a user gets the file
-
-    def standard_locations(self) -> list[Path]:
-        if self.name == "vgg19":
-            return [settings.torch_home() / "hub" / "checkpoints" / self.filename]
-        return []
-
-
-ASSETS: dict[str, Asset] = {
-    a.name: a
-    for a in (
-        Asset(
-            "niqe",
-            "modelparameters.mat",
-            "niqe",
-            "fa2aa4d12dd9595c3fb6bf8b4e1a15c79d5d1469238d0901c88dead195be578d",
-            "NIQE pristine model (mu_prisparam, cov_prisparam) of the LIVE MATLAB release",
-            "LIVE NIQE release (also vendored in the PIRM 2018 repository, utils/niqe_release/modelparameters.mat)",
-        ),
-        Asset(
-            "nrqm",
-            "NRQM_model.mat",
-            "nrqm",
-            None,
-            "Ma et al.'s NRQM regression model (random forests + linear weights), needed for Ma's score and PI",
-            "Ma et al.'s sr-metric release (model.mat) or pyiqa's NRQM_model.mat release file",
-        ),
-        Asset(
-            "vgg19",
-            "vgg19-dcbb9e9d.pth",
-            "vgg19",
-            "dcbb9e9d",
-            "VGG19 ImageNet weights (torchvision) for perceptual and texture losses",
-            "torchvision's vgg19 ImageNet checkpoint",
-        ),
-        Asset(
-            "enhancenet-pat",
-            "weights",
-            "EnhanceNet-PAT",
-            "4250b3dc5e69c5bd625e90543fd588ce2fff88510f874f9e9394c48c44b96434",
-            "official EnhanceNet-PAT ×4 generator (TensorFlow 1 checkpoint; licence CC BY-NC-ND 4.0, research use, "
-            "unmodified file only)",
-            "the `weights` file of github.com/msmsajjadi/EnhanceNet-Code (commit a7309ca)",
-        ),
-    )
-}
 
 
 def get_asset(name: str) -> Asset:
@@ -88,7 +31,7 @@ def get_asset(name: str) -> Asset:
 
 
 def assets_cache() -> Path:
-    return settings.cache_dir() / "assets"
+    return settings.assets_dir()
 
 
 def search_paths(asset: Asset, explicit: str | os.PathLike[str] | None = None) -> list[Path]:
