@@ -73,5 +73,24 @@ ASSETS: dict[str, Asset] = {
             "unmodified file only)",
             "the `weights` file of github.com/msmsajjadi/EnhanceNet-Code (commit a7309ca)",
         ),
+        Asset(
+            "esrgan-official",
+            "RRDB_ESRGAN_x4.pth",
+            "ESRGAN",
+            "65fece06e1ccb48853242aa972bdf00ad07a7dd8938d2dcbdf4221b59f6372ce",
+            "official ESRGAN ×4 generator (RRDBNet, GAN-trained; PyTorch state dict in the authors' key layout)",
+            "the ESRGAN authors' release (github.com/xinntao/ESRGAN, models/RRDB_ESRGAN_x4.pth)",
+            size=66_929_193,
+            git_blob="0521c0b19ef7f83c1272cfc65357cde47e5ff3eb",
+        ),
+        Asset(
+            "esrgan-psnr-official",
+            "RRDB_PSNR_x4.pth",
+            "ESRGAN",
+            None,
+            "official ESRGAN ×4 PSNR-oriented generator (RRDBNet trained with L1 only; the authors' key layout)",
+            "the ESRGAN authors' release (github.com/xinntao/ESRGAN, models/RRDB_PSNR_x4.pth)",
+            git_blob="58cb696fb7b42ed9a858ccd227713dbff329edb2",
+        ),
     )
 }
