@@ -8,10 +8,16 @@ images give 5.12, 3.65, 3.14, 3.47, 2.83, nowhere near it).
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
+import math
+import os
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io
 import scipy.ndimage as ndi
 import scipy.special
 import torch
@@ -21,7 +27,7 @@ from sreval.errors import SrevalError
 from sreval.imageio import load_image, to_tensor
 from sreval.matlab.color import rgb_to_gray, rgb_to_y
 from sreval.matlab.imresize import imresize_float
-from sreval.metrics.niqe import NiqeModel, load_niqe_model, niqe, niqe_features
+from sreval.metrics.niqe import NiqeModel, load_niqe_model, niqe, niqe_features, shipped_niqe_model
 
 CALIBRATION = ("I03", "I04", "I06", "I08", "I19")
 # pyiqa's NIQE on the same images, from its two published runs: calibration_summary.csv / ResultsCalibra.md.
@@ -246,8 +252,6 @@ def test_bad_model_files_name_the_file(tmp_path: Path) -> None:
     no_keys = tmp_path / "other.npz"
     np.savez(no_keys, something=np.zeros(3))
     bad_shape = tmp_path / "shape.mat"
-    import scipy.io
-
     scipy.io.savemat(bad_shape, {"mu_prisparam": np.zeros((1, 18)), "cov_prisparam": np.eye(18)})
     for path, message in [
         (garbage, "cannot read"), (tmp_path / "missing.mat", "cannot read"),
@@ -312,3 +316,79 @@ def test_float32_fast_path_gives_the_same_bits(data_root: Path, monkeypatch: pyt
     monkeypatch.setattr(niqe_module, "_uint8_valued", lambda x: False)
     slow = niqe_features(plane)
     torch.testing.assert_close(fast, slow, rtol=0, atol=0, equal_nan=True)
+
+
+# --- 7. The pristine model that ships with sreval ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live_mat(data_root: Path) -> Path:
+    """The LIVE release's modelparameters.mat in the shared data (`iqa/niqe` beside the benchmarks)."""
+    path = data_root.parent / "iqa" / "niqe" / "modelparameters.mat"
+    if not path.is_file():
+        if os.environ.get("SREVAL_REQUIRE_DATA") == "1":
+            pytest.fail(f"{path} is required (SREVAL_REQUIRE_DATA=1) but not available")
+        pytest.skip(f"{path} not available")
+    return path
+
+
+def test_shipped_table_equals_the_live_mat_bit_for_bit(live_mat: Path) -> None:
+    shipped = shipped_niqe_model()
+    mat = scipy.io.loadmat(live_mat)
+    assert shipped.mu.dtype == shipped.cov.dtype == torch.float64
+    assert shipped.mu.numpy().tobytes() == mat["mu_prisparam"].astype("<f8").reshape(-1).tobytes()
+    assert shipped.cov.numpy().tobytes() == mat["cov_prisparam"].astype("<f8").tobytes()
+    assert shipped.digest() == load_niqe_model(live_mat).digest()
+
+
+def test_shipped_table_names_its_origin_and_ships_the_notice(live_mat: Path) -> None:
+    """The table records the file it was converted from (size, SHA-256, Git blob): they must be the LIVE file's."""
+    data = resources.files("sreval.metrics").joinpath("data")
+    table = json.loads(data.joinpath("niqe_pristine.json").read_text(encoding="utf-8"))
+    raw = live_mat.read_bytes()
+    assert table["source_size"] == len(raw)
+    assert table["source_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert table["source_git_blob"] == hashlib.sha1(b"blob %d\0" % len(raw) + raw).hexdigest()
+    assert "LIVE" in table["origin"] and "modelparameters.mat" in table["origin"]
+    notice = data.joinpath(table["notice"]).read_text(encoding="utf-8")
+    assert "Copyright (c) 2011 The University of Texas at Austin" in notice
+    assert "COPYRIGHT NOTICE ENDS WITH THIS LINE" in notice
+
+
+def test_niqe_with_the_shipped_table_equals_niqe_with_the_mat(data_root: Path, live_mat: Path) -> None:
+    plane = rgb_to_y(to_tensor(_set5(data_root, 2)))[..., 4:-4, 4:-4]
+    assert torch.equal(niqe(plane, shipped_niqe_model()), niqe(plane, load_niqe_model(live_mat)))
+
+
+def test_shipped_table_needs_no_file() -> None:
+    """No data root, no assets: the parameters come from the package (a symmetric 36x36 covariance)."""
+    model = shipped_niqe_model()
+    assert model.mu.shape == (36,) and model.cov.shape == (36, 36)
+    assert torch.equal(model.cov, model.cov.T)
+    assert len(model.digest()) == 64
+
+
+def test_a_table_file_reads_like_the_mat_and_bad_tables_name_the_file(tmp_path: Path) -> None:
+    shipped = shipped_niqe_model()
+    good = tmp_path / "table.json"
+    good.write_text(json.dumps({"mu": shipped.mu.tolist(), "cov": shipped.cov.tolist()}))
+    loaded = load_niqe_model(good)
+    assert torch.equal(loaded.mu, shipped.mu) and torch.equal(loaded.cov, shipped.cov)
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps({"mu": [0.0] * 18, "cov": shipped.cov.tolist()}))
+    no_cov = tmp_path / "no_cov.json"
+    no_cov.write_text(json.dumps({"mu": shipped.mu.tolist()}))
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    for path, message in [(short, "36-vector"), (no_cov, "lacks cov"), (broken, "cannot read")]:
+        with pytest.raises(SrevalError, match=message) as caught:
+            load_niqe_model(path)
+        assert str(path) in str(caught.value)
+
+
+def test_digest_tells_models_apart() -> None:
+    shipped = shipped_niqe_model()
+    other = NiqeModel(shipped.mu.clone(), shipped.cov.clone())
+    assert other.digest() == shipped.digest()
+    other.mu[0] = torch.nextafter(other.mu[0], torch.tensor(math.inf, dtype=torch.float64))
+    assert other.digest() != shipped.digest()

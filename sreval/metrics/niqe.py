@@ -24,8 +24,11 @@ every block has an undefined feature (a flat image; MATLAB's `pinv` fails on the
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +47,12 @@ _RADIUS = 3  # fspecial('gaussian', 7, 7/6)
 _SIGMA = 7 / 6
 
 
+#: The LIVE pristine model as sreval ships it (package data): converted once from the release's
+#: modelparameters.mat, every float64 written as its shortest round-trip repr. NIQE-NOTICE.txt beside it holds
+#: the LIVE copyright notice that permits copying it.
+SHIPPED_TABLE = "niqe_pristine.json"
+
+
 @dataclass(frozen=True)
 class NiqeModel:
     """The pristine multivariate Gaussian: `mu` (36,) and `cov` (36, 36), float64."""
@@ -51,31 +60,69 @@ class NiqeModel:
     mu: torch.Tensor
     cov: torch.Tensor
 
+    def digest(self) -> str:
+        """SHA-256 of the parameters' float64 bytes: the same for every file that holds the same numbers."""
+        digest = hashlib.sha256()
+        for t in (self.mu, self.cov):
+            digest.update(t.detach().cpu().to(torch.float64).contiguous().numpy().astype("<f8").tobytes())
+        return digest.hexdigest()
+
+
+def _read_table(path: Path) -> dict[str, np.ndarray]:
+    """A JSON table with `mu` and `cov` lists (sreval's shipped format)."""
+    table = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(table, dict):
+        raise ValueError("not a JSON object")
+    return {key: np.asarray(table[key], dtype=np.float64) for key in ("mu", "cov") if key in table}
+
+
+def _model(arrays: dict[str, np.ndarray], keys: tuple[str, str], where: str) -> NiqeModel:
+    missing = [key for key in keys if key not in arrays]
+    if missing:
+        raise SrevalError(f"NIQE model {where} lacks {', '.join(missing)} (has: {', '.join(sorted(arrays))})")
+    mu, cov = (np.asarray(arrays[key]) for key in keys)
+    if mu.size != N_FEATURES or cov.shape != (N_FEATURES, N_FEATURES):
+        raise SrevalError(
+            f"NIQE model {where}: expected a 36-vector and a 36x36 matrix, got {mu.shape} and {cov.shape}"
+        )
+    if not (np.issubdtype(mu.dtype, np.floating) and np.issubdtype(cov.dtype, np.floating)):
+        raise SrevalError(f"NIQE model {where}: parameters must be floating point, got {mu.dtype} and {cov.dtype}")
+    if not (np.isfinite(mu).all() and np.isfinite(cov).all()):
+        raise SrevalError(f"NIQE model {where}: parameters contain NaN or Inf")
+    return NiqeModel(torch.from_numpy(mu.astype(np.float64).reshape(-1)), torch.from_numpy(cov.astype(np.float64)))
+
 
 def load_niqe_model(path: Path) -> NiqeModel:
-    """Read the LIVE `modelparameters.mat` (mu_prisparam, cov_prisparam) or BasicSR's `.npz` (mu/cov_pris_param)."""
+    """Read a NIQE model file: the LIVE `modelparameters.mat` (mu_prisparam, cov_prisparam), BasicSR's `.npz`
+    (mu_pris_param, cov_pris_param) or a `.json` table like the one sreval ships (mu, cov)."""
     path = Path(path)
+    suffix = path.suffix.lower()
     try:
-        if path.suffix.lower() == ".npz":
+        if suffix == ".npz":
             with np.load(path, allow_pickle=False) as data:
                 arrays = {key: np.asarray(data[key]) for key in data.files}
             keys = ("mu_pris_param", "cov_pris_param")
+        elif suffix == ".json":
+            arrays, keys = _read_table(path), ("mu", "cov")
         else:
             arrays = scipy.io.loadmat(path)
             keys = ("mu_prisparam", "cov_prisparam")
-    except Exception as exc:  # scipy/numpy raise many types for a damaged or foreign file
+    except Exception as exc:  # scipy/numpy/json raise many types for a damaged or foreign file
         raise SrevalError(f"cannot read the NIQE model {path}: {exc}") from exc
-    missing = [key for key in keys if key not in arrays]
-    if missing:
-        raise SrevalError(f"NIQE model {path} lacks {', '.join(missing)} (has: {', '.join(sorted(arrays))})")
-    mu, cov = (np.asarray(arrays[key]) for key in keys)
-    if mu.size != N_FEATURES or cov.shape != (N_FEATURES, N_FEATURES):
-        raise SrevalError(f"NIQE model {path}: expected a 36-vector and a 36x36 matrix, got {mu.shape} and {cov.shape}")
-    if not (np.issubdtype(mu.dtype, np.floating) and np.issubdtype(cov.dtype, np.floating)):
-        raise SrevalError(f"NIQE model {path}: parameters must be floating point, got {mu.dtype} and {cov.dtype}")
-    if not (np.isfinite(mu).all() and np.isfinite(cov).all()):
-        raise SrevalError(f"NIQE model {path}: parameters contain NaN or Inf")
-    return NiqeModel(torch.from_numpy(mu.astype(np.float64).reshape(-1)), torch.from_numpy(cov.astype(np.float64)))
+    return _model(arrays, keys, str(path))
+
+
+@functools.cache
+def _shipped_arrays() -> tuple[np.ndarray, np.ndarray]:
+    text = resources.files("sreval.metrics").joinpath("data", SHIPPED_TABLE).read_text(encoding="utf-8")
+    table = json.loads(text)
+    return np.asarray(table["mu"], dtype=np.float64), np.asarray(table["cov"], dtype=np.float64)
+
+
+def shipped_niqe_model() -> NiqeModel:
+    """The LIVE pristine model that ships with sreval: NIQE works with no model file and offline."""
+    mu, cov = _shipped_arrays()
+    return _model({"mu": mu.copy(), "cov": cov.copy()}, ("mu", "cov"), f"sreval/metrics/data/{SHIPPED_TABLE}")
 
 
 @functools.cache
