@@ -135,7 +135,6 @@ def fetch(
             "offline",
             f"SREVAL_OFFLINE=1: not downloading {target.name} from {urls[0]} (unset SREVAL_OFFLINE to allow it)",
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
     failures: list[DownloadError] = []
     for url in urls:
@@ -193,6 +192,7 @@ def _attempt(url: str, part: Path, pins: Pins, timeout: float, desc: str, show_p
         length = response.headers.get("Content-Length")
         expected = have + int(length) if length is not None and length.isdigit() else pins.size
         got = have
+        part.parent.mkdir(parents=True, exist_ok=True)
         with (
             # Unbuffered: a full disk fails in `write`, never later in `close`.
             open(part, "ab" if have else "wb", buffering=0) as f,

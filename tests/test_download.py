@@ -5,16 +5,13 @@ from __future__ import annotations
 import hashlib
 import shutil
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import partial
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
+from http_server import Server, allow_downloads, serve
 
 from sreval.cli import main
 from sreval.datasets.download import DEFAULT_MIRROR, download, mirror_url
@@ -25,55 +22,25 @@ UNRESOLVABLE = "http://sreval-mirror.invalid"  # .invalid never resolves (RFC 26
 
 
 @pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """urllib honours *_proxy variables; a proxy on the test machine must not stand between us and 127.0.0.1."""
-    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
+def _network_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests download (from 127.0.0.1): no SREVAL_OFFLINE, no proxy between us and the local server."""
+    allow_downloads(monkeypatch)
 
 
-@dataclass
-class Mirror:
-    """A local HTTP server with SelfExSR's layout; `requests` lists every path asked for."""
-
-    url: str
-    folder: Path
-    requests: list[str] = field(default_factory=list)
-
-    def file(self, entry: ImageEntry) -> Path:
-        folder, _, filename = entry.path.split("/")
-        return self.folder / "data" / folder / "image_SRF_4" / filename
-
-
-class _Handler(SimpleHTTPRequestHandler):
-    requests: list[str]
-
-    def do_GET(self) -> None:
-        self.requests.append(self.path)
-        super().do_GET()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+def served(mirror: Server, entry: ImageEntry) -> Path:
+    """Where the local mirror keeps `entry`, in SelfExSR's layout."""
+    folder, _, filename = entry.path.split("/")
+    return mirror.folder / "data" / folder / "image_SRF_4" / filename
 
 
 @pytest.fixture
-def mirror(data_root: Path, tmp_path: Path) -> Iterator[Mirror]:
+def mirror(data_root: Path, tmp_path: Path) -> Iterator[Server]:
     """Serves a copy of Set5 as `data/Set5/image_SRF_4/img_00N_SRF_4_HR.png` on 127.0.0.1."""
-    folder = tmp_path / "mirror"
-    result = Mirror(url="", folder=folder)
-    for entry in get_dataset("set5").images:
-        result.file(entry).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(data_root / entry.path, result.file(entry))
-    handler = type("Handler", (_Handler,), {"requests": result.requests})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    result.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        yield result
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve(tmp_path / "mirror") as server:
+        for entry in get_dataset("set5").images:
+            served(server, entry).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(data_root / entry.path, served(server, entry))
+        yield server
 
 
 @pytest.fixture
@@ -92,15 +59,13 @@ def test_mirror_url_uses_the_selfexsr_layout() -> None:
     assert DEFAULT_MIRROR.startswith("https://") and not DEFAULT_MIRROR.endswith("/")
 
 
-def test_download_fetches_all_then_nothing(mirror: Mirror, tmp_path: Path) -> None:
+def test_download_fetches_all_then_nothing(mirror: Server, tmp_path: Path) -> None:
     dataset = get_dataset("set5")
     root = tmp_path / "root"
     assert download(dataset, root, mirror=mirror.url) == 5
     assert verify(dataset, root) == []
     assert len(mirror.requests) == 5
-    assert sorted(p.name for p in (root / "Set5" / "HR").iterdir()) == [
-        f"img_00{i}_SRF_4_HR.png" for i in range(1, 6)
-    ]
+    assert sorted(p.name for p in (root / "Set5" / "HR").iterdir()) == [f"img_00{i}_SRF_4_HR.png" for i in range(1, 6)]
 
     seen: list[str] = []
     assert download(dataset, root, mirror=mirror.url, progress=lambda e: seen.append(e.name)) == 0
@@ -108,7 +73,7 @@ def test_download_fetches_all_then_nothing(mirror: Mirror, tmp_path: Path) -> No
     assert seen == [e.name for e in dataset.images], "progress is reported for every file, fetched or not"
 
 
-def test_download_replaces_only_a_damaged_file(mirror: Mirror, tmp_path: Path) -> None:
+def test_download_replaces_only_a_damaged_file(mirror: Server, tmp_path: Path) -> None:
     dataset = get_dataset("set5")
     root = tmp_path / "root"
     download(dataset, root, mirror=mirror.url)
@@ -116,17 +81,17 @@ def test_download_replaces_only_a_damaged_file(mirror: Mirror, tmp_path: Path) -
     (root / entry.path).write_bytes(b"not the image")
     mirror.requests.clear()
     assert download(dataset, root, mirror=mirror.url) == 1
-    assert mirror.requests == ["/data/Set5/image_SRF_4/img_003_SRF_4_HR.png"]
+    assert mirror.paths == ["/data/Set5/image_SRF_4/img_003_SRF_4_HR.png"]
     assert verify(dataset, root) == []
 
 
-def test_corrupted_mirror_file_is_refused_and_not_written(mirror: Mirror, tmp_path: Path) -> None:
+def test_corrupted_mirror_file_is_refused_and_not_written(mirror: Server, tmp_path: Path) -> None:
     dataset = get_dataset("set5")
     entry = dataset.image("butterfly")
-    served = mirror.file(entry)
-    data = bytearray(served.read_bytes())
+    original = served(mirror, entry)
+    data = bytearray(original.read_bytes())
     data[100] ^= 0xFF
-    served.write_bytes(bytes(data))
+    original.write_bytes(bytes(data))
     root = tmp_path / "root"
     with pytest.raises(SrevalError) as caught:
         download(dataset, root, mirror=mirror.url)
@@ -138,9 +103,9 @@ def test_corrupted_mirror_file_is_refused_and_not_written(mirror: Mirror, tmp_pa
     assert sorted(p.name for p in (root / "Set5" / "HR").iterdir()) == ["img_001_SRF_4_HR.png", "img_002_SRF_4_HR.png"]
 
 
-def test_http_404(mirror: Mirror, tmp_path: Path) -> None:
+def test_http_404(mirror: Server, tmp_path: Path) -> None:
     entry = get_dataset("set5").image("baby")
-    mirror.file(entry).unlink()
+    served(mirror, entry).unlink()
     with pytest.raises(SrevalError, match="HTTP 404") as caught:
         download(get_dataset("set5"), tmp_path / "root", mirror=mirror.url)
     assert mirror_url(mirror.url, entry) in str(caught.value)
@@ -172,7 +137,7 @@ def test_non_http_mirror_is_refused(bad: str, tmp_path: Path) -> None:
     assert not (tmp_path / "root").exists()
 
 
-def test_cli_download_from_local_mirror(mirror: Mirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_download_from_local_mirror(mirror: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["data", "download", "--datasets", "set5", "--data-root", str(tmp_path / "root"), "--mirror", mirror.url]
     assert main(args) == 0
     assert "set5: 5 downloaded, 0 already present, all verified" in capsys.readouterr().out
@@ -196,66 +161,45 @@ def test_cli_download_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 # --- misbehaving servers ------------------------------------------------------------------------------------------
 
 
-class _CutOff(BaseHTTPRequestHandler):
-    """Promises 1000 bytes, sends 10, hangs up."""
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", "1000")
-        self.end_headers()
-        self.wfile.write(b"x" * 10)
-        self.close_connection = True
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _Stalled(BaseHTTPRequestHandler):
-    """Accepts the request and never answers (until the test releases it)."""
-
-    release = threading.Event()
-
-    def do_GET(self) -> None:
-        self.release.wait(timeout=10)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@contextmanager
-def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def test_connection_dropped_mid_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """http.client.IncompleteRead is no OSError; it must still become one SrevalError, not a traceback."""
+def test_connection_dropped_mid_file_is_a_clear_error_and_resumes(
+    mirror: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dropped connection is one SrevalError, not a traceback; the bytes so far stay in a `.part` (never under the
+    image's name) and the next run continues them with a Range request."""
+    dataset = get_dataset("set5")
+    entry = dataset.images[0]
+    url = mirror_url(mirror.url, entry)
+    path = urlparse(url).path
+    mirror.drops[path] = 10
     root = tmp_path / "root"
-    with _serve(_CutOff) as url:
-        with pytest.raises(SrevalError, match=r"IncompleteRead") as caught:
-            download(get_dataset("set5"), root, mirror=url, timeout=5)
-        assert f"{url}/data/Set5/image_SRF_4/img_001_SRF_4_HR.png" in str(caught.value)
-        assert not (root / "Set5" / "HR").exists()
-        args = ["data", "download", "--datasets", "set5", "--data-root", str(root), "--mirror", url]
-        assert main(args) == 2
+    with pytest.raises(SrevalError, match=r"connection dropped") as caught:
+        download(dataset, root, mirror=mirror.url, timeout=5)
+    assert f"after 10 of {entry.bytes} bytes" in str(caught.value) and url in str(caught.value)
+    assert sorted(p.name for p in (root / "Set5" / "HR").iterdir()) == [f"{Path(entry.path).name}.part"]
+
+    mirror.drops[path] = 20
+    args = ["data", "download", "--datasets", "set5", "--data-root", str(root), "--mirror", mirror.url]
+    assert main(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: download of ") and "Traceback" not in err
+    assert err.startswith(f"error: download of {url} broke off after 30 of") and "Traceback" not in err
+    assert main(args) == 0
+    assert [seen.range for seen in mirror.requests if seen.path == path] == [None, "bytes=10-", "bytes=30-"]
+    assert verify(dataset, root) == []
+    assert not list(root.rglob("*.part"))
 
 
-def test_stalled_server_times_out(tmp_path: Path) -> None:
-    _Stalled.release.clear()
-    with _serve(_Stalled) as url:
-        start = time.monotonic()
-        try:
-            with pytest.raises(SrevalError, match="timed out"):
-                download(get_dataset("set5"), tmp_path / "root", mirror=url, timeout=0.5)
-            assert time.monotonic() - start < 5
-        finally:
-            _Stalled.release.set()
+def test_stalled_server_times_out(mirror: Server, tmp_path: Path) -> None:
+    mirror.stalls.add(urlparse(mirror_url(mirror.url, get_dataset("set5").images[0])).path)
+    start = time.monotonic()
+    with pytest.raises(SrevalError, match="timed out"):
+        download(get_dataset("set5"), tmp_path / "root", mirror=mirror.url, timeout=0.5)
+    assert time.monotonic() - start < 5
+
+
+def test_offline_refuses_without_a_request(mirror: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SREVAL_OFFLINE", "1")
+    with pytest.raises(SrevalError, match=r"SREVAL_OFFLINE=1: not downloading img_001_SRF_4_HR\.png") as caught:
+        download(get_dataset("set5"), tmp_path / "root", mirror=mirror.url)
+    assert "SREVAL_DATA_ROOT" in str(caught.value)
+    assert mirror.requests == []
+    assert not (tmp_path / "root").exists()
