@@ -31,7 +31,7 @@ def test_recipe_fields_are_set_with_train_set() -> None:
     assert "--set" in train
     assert flag_for("lr", "train", train) == "--set lr=…"
     assert flag_for("steps", "train", train) == "--steps"  # an own option before the recipe field
-    assert flag_for("spec", "train", train) == "--train-dir"
+    assert flag_for("train_dir", "train", train) == "--train-dir"
     assert flag_for("lr", "analyze", options_of(parsers["analyze"])) is None
 
 

@@ -115,13 +115,13 @@ def test_resolve_train_dir_path_name_and_errors(monkeypatch: pytest.MonkeyPatch,
     assert resolve_train_dir("T91", root=other) == other / "T91"  # the flag beats the environment
     with pytest.raises(SrevalError, match=r"no training set given.*available there: DIV2K, T91\)"):
         resolve_train_dir(None)
-    with pytest.raises(SrevalError, match=r"'Flickr2K' not found.*spec.*SREVAL_TRAINING_ROOT"):
+    with pytest.raises(SrevalError, match=r"'Flickr2K' not found.*train_dir.*SREVAL_TRAINING_ROOT"):
         resolve_train_dir("Flickr2K")
     (tmp_path / "file.png").write_bytes(b"")
     with pytest.raises(SrevalError, match="is a file"):
         resolve_train_dir(tmp_path / "file.png")
     monkeypatch.setenv("SREVAL_TRAINING_ROOT", str(tmp_path / "missing"))
-    with pytest.raises(SrevalError, match="does not exist; set SREVAL_TRAINING_ROOT"):
+    with pytest.raises(SrevalError, match=r"does not exist\).*SREVAL_TRAINING_ROOT"):
         resolve_train_dir("T91")
     monkeypatch.chdir(other)
     assert resolve_train_dir("T91") == Path("T91")  # an existing folder beats a name under the root

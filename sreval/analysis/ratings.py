@@ -170,8 +170,13 @@ def select_ratings(
         keep &= ~ratings["simulated"]
     chosen = ratings[keep].reset_index(drop=True)
     if chosen.empty:
-        what = "" if include_simulated else " (simulated raters are left out: include them to analyse a simulation)"
-        raise SrevalError(f"no ratings left to analyse{what}")
+        if include_simulated:
+            raise SrevalError("no ratings left to analyse")
+        # Named as a parameter so that the command line can say which of its flags includes them.
+        raise ParameterError(
+            "include_simulated",
+            "no ratings left to analyse: simulated raters are left out; give include_simulated to analyse a simulation",
+        )
     return chosen
 
 

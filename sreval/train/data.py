@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from sreval.errors import ParameterError, SrevalError
 from sreval.imageio import DEFAULT_MAX_PIXELS
-from sreval.settings import training_root
+from sreval.settings import how_to_set, training_root
 
 log = logging.getLogger(__name__)
 
@@ -50,23 +50,23 @@ _HEADER_CHUNK = 4096  # header reads in flight at once, so a huge folder does no
 # --- Finding the training folder --------------------------------------------------------------------------
 
 
-def resolve_train_dir(spec: str | os.PathLike[str] | None, *, root: str | os.PathLike[str] | None = None) -> Path:
-    """The folder of a training set: `spec` itself if it is a folder, else `spec` under the training root.
+def resolve_train_dir(train_dir: str | os.PathLike[str] | None, *, root: str | os.PathLike[str] | None = None) -> Path:
+    """The folder of a training set: `train_dir` itself if it is a folder, else `train_dir` under the training root.
 
     A name under the root may differ in case ("t91" finds "T91"), as dataset names are spelt both ways.
     """
     base = training_root(root)
-    if spec is None or not str(spec):
+    if train_dir is None or not str(train_dir):
         raise ParameterError(
-            "spec",
-            f"no training set given: spec must be a folder of HR images, or the name of a folder under the "
-            f"training root {base} ({_root_contents(base)})",
+            "train_dir",
+            f"no training set given: train_dir must be a folder of HR images, or the name of a folder under the "
+            f"training root {base} ({_root_contents(base)}); set the training root with {how_to_set('training-root')}",
         )
-    path = Path(spec).expanduser()
+    path = Path(train_dir).expanduser()
     if path.is_dir():
         return path
     if path.exists():
-        raise SrevalError(f"training set '{spec}' is a file; expected a folder of HR images")
+        raise SrevalError(f"training set '{train_dir}' is a file; expected a folder of HR images")
     if not path.is_absolute():
         if (base / path).is_dir():
             return base / path
@@ -75,10 +75,10 @@ def resolve_train_dir(spec: str | os.PathLike[str] | None, *, root: str | os.Pat
             if len(matches) == 1:
                 return matches[0]
     raise ParameterError(
-        "spec",
-        f"training set '{spec}' not found: it is not a folder, nor a folder under the training root {base} "
-        f"({_root_contents(base)}). Give spec as the path of a folder of HR images, or set "
-        "SREVAL_TRAINING_ROOT to the folder that holds it",
+        "train_dir",
+        f"training set '{train_dir}' not found: it is not a folder, nor a folder under the training root {base} "
+        f"({_root_contents(base)}). Give train_dir as the path of a folder of HR images, or set the training root "
+        f"to the folder that holds it ({how_to_set('training-root')})",
     )
 
 
@@ -88,7 +88,7 @@ def _subfolders(base: Path) -> list[Path]:
 
 def _root_contents(base: Path) -> str:
     if not base.is_dir():
-        return "which does not exist; set SREVAL_TRAINING_ROOT to change it"
+        return "which does not exist"
     names = [d.name for d in _subfolders(base)]
     return f"available there: {', '.join(names)}" if names else "which holds no folders"
 
