@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from sreval import __version__
-from sreval.cli import analysis, benchmark, data, models, study
+from sreval.cli import analysis, benchmark, config, data, models, study
 from sreval.cli.flags import command_of, reworded
 from sreval.errors import ParameterError, SrevalError
 
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sreval {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (benchmark, data, models, study, analysis):
+    for group in (benchmark, data, models, study, analysis, config):
         group.add_commands(sub)
     return parser
 
