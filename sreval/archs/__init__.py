@@ -1,5 +1,6 @@
 """SR network architectures, one module per family, built by name with `create_model`; readers of foreign
-checkpoints (the official EnhanceNet-PAT TF1 file), found by name with `weight_loader`.
+checkpoints (the official EnhanceNet-PAT TF1 file, the official ESRGAN .pth files), found by name with
+`weight_loader`.
 
 The family modules are imported here explicitly (no folder scanning) so that importing `sreval.archs`
 registers every model and every checkpoint reader, and nothing else.
@@ -9,6 +10,7 @@ from sreval.archs import (
     enhancenet,
     enhancenet_official,
     esrgan_discriminator,
+    esrgan_official,
     rrdbnet,
     srgan_discriminator,
     srresnet,
@@ -29,6 +31,7 @@ __all__ = [
     "enhancenet",
     "enhancenet_official",
     "esrgan_discriminator",
+    "esrgan_official",
     "model_names",
     "register_model",
     "register_weight_loader",
