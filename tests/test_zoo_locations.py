@@ -18,6 +18,8 @@ BUILTIN = {
     "esrgan-psnr": "not-trained",
     "esrgan": "not-obtainable",
     "enhancenet-pat-official": "external",
+    "esrgan-official": "external",
+    "esrgan-psnr-official": "external",
 }
 
 
