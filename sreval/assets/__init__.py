@@ -1,5 +1,5 @@
-"""Model parameter files that metrics, losses and zoo models need: the catalogue (`catalogue`) and where a file
-is looked for (`resolve`)."""
+"""Model parameter files that metrics, losses and zoo models need: the catalogue (`catalogue`), where a file is
+looked for and how it is downloaded (`resolve`)."""
 
 from sreval.assets.catalogue import ASSETS, Asset
 from sreval.assets.resolve import (
@@ -7,8 +7,13 @@ from sreval.assets.resolve import (
     add,
     assets_cache,
     checksum_status,
+    download,
+    downloadable,
     get_asset,
+    locate,
+    mismatch_of,
     missing_message,
+    pins_of,
     resolve,
     search_paths,
     sha256_of,
@@ -21,8 +26,13 @@ __all__ = [
     "add",
     "assets_cache",
     "checksum_status",
+    "download",
+    "downloadable",
     "get_asset",
+    "locate",
+    "mismatch_of",
     "missing_message",
+    "pins_of",
     "resolve",
     "search_paths",
     "sha256_of",
