@@ -311,12 +311,25 @@ def test_cli_verify_corrupted_file(set5_root: Path, capsys: pytest.CaptureFixtur
     assert "Traceback" not in out + err
 
 
-def test_cli_verify_missing_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["data", "verify", "--datasets", "set5", "--data-root", str(tmp_path / "none")]) == 2
+def test_cli_verify_missing_root_is_one_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A data root holding none of the files is one message (where, 0 of N, what to do), not a line per file."""
+    root = tmp_path / "none"
+    assert main(["data", "verify", "--data-root", str(root)]) == 2
     out, err = capsys.readouterr()
-    assert out.count(": missing (expected") == 5
-    assert "error: 5 file(s)" in err
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith(f"error: no benchmark file under {root} (0 of 219 present for set5, set14, bsd100, urban100)")
+    assert "SREVAL_DATA_ROOT" in err and "sreval data download" in err
     assert "Traceback" not in err
+
+
+def test_cli_verify_partial_root_lists_the_bad_files(set5_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (set5_root / get_dataset("set5").image("baby").path).unlink()
+    assert main(["data", "verify", "--datasets", "set5,set14", "--data-root", str(set5_root)]) == 2
+    out, err = capsys.readouterr()
+    assert "set5: 5 files, 1 problem(s)" in out and out.count(": missing (expected") == 1
+    assert f"set14: 14 files, none present under {set5_root / 'Set14' / 'HR'}" in out
+    assert "error: 15 file(s)" in err
 
 
 def test_cli_verify_unknown_dataset(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
