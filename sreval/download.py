@@ -15,6 +15,7 @@ import http.client
 import os
 import shutil
 import socket
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -24,6 +25,9 @@ from typing import IO, Any
 
 from sreval.errors import ParameterError, SrevalError
 from sreval.progress import Progress
+
+if sys.platform != "win32":
+    import fcntl
 
 #: Seconds without a byte from the server before a download is given up (a stalled server, not a slow one).
 TIMEOUT_S = 30.0
@@ -89,7 +93,7 @@ def mismatch(found: Hashes, pins: Pins) -> str | None:
 
 class DownloadError(SrevalError):
     """One failed download; `kind` says what went wrong (offline, unreachable, http, timeout, dropped, hash,
-    disk, redirect) so that callers can add their own advice; `failures` holds each mirror's error."""
+    disk, busy, redirect) so that callers can add their own advice; `failures` holds each mirror's error."""
 
     def __init__(self, kind: str, message: str, failures: Sequence[DownloadError] = ()) -> None:
         super().__init__(message)
@@ -140,14 +144,12 @@ def fetch(
     for url in urls:
         try:
             try:
-                _attempt(url, part, pins, timeout, desc or target.name, show_progress, resume=True)
+                _attempt(url, part, target, pins, timeout, desc or target.name, show_progress, resume=True)
             except _StartOver:
-                part.unlink(missing_ok=True)
-                _attempt(url, part, pins, timeout, desc or target.name, show_progress, resume=False)
-            _install(url, part, target, pins)
+                _attempt(url, part, target, pins, timeout, desc or target.name, show_progress, resume=False)
             return target
         except DownloadError as e:
-            if e.kind == "disk":  # another mirror needs the same space
+            if e.kind in ("disk", "busy"):  # another mirror needs the same space, or the same `.part`
                 raise
             failures.append(e)
     if len(failures) == 1:
@@ -166,7 +168,9 @@ def _install(url: str, part: Path, target: Path, pins: Pins) -> None:
     os.replace(part, target)
 
 
-def _attempt(url: str, part: Path, pins: Pins, timeout: float, desc: str, show_progress: bool, *, resume: bool) -> None:
+def _attempt(
+    url: str, part: Path, target: Path, pins: Pins, timeout: float, desc: str, show_progress: bool, *, resume: bool
+) -> None:
     have = part.stat().st_size if resume and part.is_file() else 0
     if pins.size is not None and have > pins.size:
         have = 0
@@ -194,10 +198,16 @@ def _attempt(url: str, part: Path, pins: Pins, timeout: float, desc: str, show_p
         got = have
         part.parent.mkdir(parents=True, exist_ok=True)
         with (
-            # Unbuffered: a full disk fails in `write`, never later in `close`.
-            open(part, "ab" if have else "wb", buffering=0) as f,
+            # Append mode, so that opening never truncates a `.part` another process is writing (the lock says);
+            # unbuffered, so that a full disk fails in `write`, never later in `close`.
+            open(part, "ab", buffering=0) as f,
             Progress(expected, desc, "B", initial=have, enabled=show_progress) as bar,
         ):
+            _lock(f, url, part)
+            if f.seek(0, os.SEEK_END) != have:
+                if have:  # changed since it was measured: the Range asked for the wrong bytes
+                    raise _StartOver
+                f.truncate(0)
             while True:
                 try:
                     chunk = response.read(_CHUNK)
@@ -208,8 +218,21 @@ def _attempt(url: str, part: Path, pins: Pins, timeout: float, desc: str, show_p
                 _write(f, chunk, url, part, expected)
                 got += len(chunk)
                 bar.update(len(chunk))
-        if expected is not None and got < expected:
-            raise _cut_off(url, part, got, expected, None, timeout)
+            if expected is not None and got < expected:
+                raise _cut_off(url, part, got, expected, None, timeout)
+            _install(url, part, target, pins)  # still under the lock: nobody writes between the hash and the rename
+
+
+def _lock(f: IO[bytes], url: str, part: Path) -> None:
+    """Hold the `.part` exclusively: two processes fetching one file would interleave their bytes."""
+    if sys.platform == "win32":
+        return
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise DownloadError(
+            "busy", f"not downloading {url}: another process is downloading into {part}; wait for it and run again"
+        ) from None
 
 
 def _write(f: IO[bytes], chunk: bytes, url: str, part: Path, expected: int | None) -> None:

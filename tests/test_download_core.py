@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,9 @@ from typing import Any
 
 import pytest
 from http_server import Seen, Server, allow_downloads, serve
+
+if sys.platform != "win32":
+    import fcntl
 
 import sreval.download as dl
 from sreval.download import DownloadError, Pins, fetch, hashes_of, mismatch
@@ -182,6 +186,9 @@ class _FullDisk:
         self.written += len(data)
         return int(self.real.write(data))
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
     def __enter__(self) -> _FullDisk:
         return self
 
@@ -201,6 +208,19 @@ def test_disk_full_says_how_much_where_and_removes_the_part(
     assert caught.value.kind == "disk"
     assert len(server.requests) == 1, "another mirror needs the same space: not tried"
     assert _contents(target.parent) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+def test_a_part_another_process_is_writing_is_left_alone(server: Server, target: Path) -> None:
+    part = _part(target)
+    part.parent.mkdir(parents=True)
+    part.write_bytes(DATA[:1000])
+    with part.open("ab") as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(DownloadError, match=f"another process is downloading into {part}") as caught:
+            fetch([server.url + "/f.bin", server.url + "/f.bin"], target, Pins(sha256=SHA), show_progress=False)
+    assert caught.value.kind == "busy" and len(server.requests) == 1
+    assert part.read_bytes() == DATA[:1000] and not target.exists()
 
 
 def test_offline_refuses_before_any_request(server: Server, target: Path, monkeypatch: pytest.MonkeyPatch) -> None:
