@@ -195,6 +195,11 @@ def _attempt(
             have = 0  # the server sends the whole file: start the `.part` over
         length = response.headers.get("Content-Length")
         expected = have + int(length) if length is not None and length.isdigit() else pins.size
+        if pins.size is not None and expected != pins.size:  # refused before a byte of it is written
+            raise DownloadError(
+                "hash",
+                f"download of {url} has {expected} bytes, expected {pins.size}: not the pinned file; nothing installed",
+            )
         got = have
         part.parent.mkdir(parents=True, exist_ok=True)
         with (

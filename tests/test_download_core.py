@@ -87,10 +87,10 @@ def test_wrong_hash_installs_nothing(server: Server, target: Path) -> None:
     assert _contents(target.parent) == []
 
 
-def test_wrong_size_installs_nothing(server: Server, target: Path) -> None:
-    with pytest.raises(DownloadError, match=f"{len(DATA)} bytes, expected {len(DATA) - 1}"):
+def test_wrong_size_is_refused_before_it_is_written(server: Server, target: Path) -> None:
+    with pytest.raises(DownloadError, match=f"has {len(DATA)} bytes, expected {len(DATA) - 1}: not the pinned"):
         fetch([server.url + "/f.bin"], target, Pins(len(DATA) - 1, SHA), show_progress=False)
-    assert _contents(target.parent) == []
+    assert not target.parent.exists()
 
 
 def test_http_404_names_the_url(server: Server, target: Path) -> None:
