@@ -143,12 +143,12 @@ def download(name: str, *, timeout: float = TIMEOUT_S, show_progress: bool = Tru
     asset = get_asset(name)
     if not asset.urls:
         raise SrevalError(
-            f"asset {name} has no download URL: get it from {asset.source} and run `sreval assets add {name} PATH`"
+            f"asset {name} has no download URL: get it from {asset.source}; then run `sreval assets add {name} PATH`"
         )
     if not pins_of(asset).hashed:
         raise SrevalError(
             f"asset {name} has no pinned SHA-256 or git blob, and sreval downloads only files it can verify: get it "
-            f"from {asset.source} and run `sreval assets add {name} PATH`"
+            f"from {asset.source}; then run `sreval assets add {name} PATH`"
         )
     target = assets_cache() / asset.filename
     if target.is_file() and checksum_status(asset, target) == "ok":
