@@ -88,7 +88,7 @@ def missing_message(asset: Asset, places: list[Path]) -> str:
     if downloadable(asset):
         unset = ", with SREVAL_OFFLINE unset" if offline() else ""
         how = (
-            f"Download it with `sreval assets download {asset.name}` ({human_size(asset.size)} from "
+            f"Download it with `sreval assets download {asset.name}` ({human_size(asset.size)}, from "
             f"{asset.urls[0]}; needs network{unset}), or get it from {asset.source} and run "
             f"`sreval assets add {asset.name} PATH` (installs it to {assets_cache()}), or put its folder in "
             "SREVAL_ASSETS"
@@ -120,8 +120,8 @@ def resolve(name: str, explicit: str | os.PathLike[str] | None = None, *, downlo
     if download_missing and downloadable(asset) and not offline():
         target = assets_cache() / asset.filename
         print(
-            f"sreval: asset {asset.name} ({asset.description}) is not installed; downloading "
-            f"{human_size(asset.size)} from {asset.urls[0]} to {target}",
+            f"sreval: asset {asset.name} ({asset.description}) is not installed; downloading {asset.filename} "
+            f"({human_size(asset.size)}) from {asset.urls[0]} to {target}",
             file=sys.stderr,
             flush=True,
         )
