@@ -18,6 +18,7 @@ from sreval.assets import AssetMissing
 from sreval.errors import ParameterError
 from sreval.matlab.color import luma_pair
 from sreval.metrics import functional
+from sreval.metrics.pyiqa_metrics import LICENCE_NOTE, PyiqaScorer, PyiqaSpec, is_pyiqa_name, pyiqa_spec
 from sreval.protocol import Protocol
 
 Aggregate = Literal["mean", "rms"]
@@ -44,7 +45,7 @@ class MetricInfo:
 
     @property
     def label_with_unit(self) -> str:
-        """"PSNR (dB)", or the label alone for a unitless metric."""
+        """ "PSNR (dB)", or the label alone for a unitless metric."""
         return f"{self.label} ({self.unit})" if self.unit else self.label
 
     @property
@@ -85,6 +86,8 @@ def metric_names() -> list[str]:
 
 
 def _metric_class(name: str) -> type[Metric]:
+    if is_pyiqa_name(name):
+        return _pyiqa_class(pyiqa_spec(name))
     try:
         return _REGISTRY[name.strip().lower()]
     except KeyError:
@@ -96,9 +99,7 @@ def metric_info(name: str) -> MetricInfo:
     return _metric_class(name).info
 
 
-def create_metric(
-    name: str, protocol: Protocol | None = None, asset_paths: Mapping[str, Path] | None = None
-) -> Metric:
+def create_metric(name: str, protocol: Protocol | None = None, asset_paths: Mapping[str, Path] | None = None) -> Metric:
     return _metric_class(name)(protocol or Protocol(), asset_paths)
 
 
@@ -110,9 +111,13 @@ def _names(names: Sequence[str]) -> list[str]:
     if not wanted or "" in wanted:
         available = ", ".join(_REGISTRY)
         raise ParameterError("names", f"names must name metrics, got {list(names)!r}; available: {available}")
-    unknown = [n for n in wanted if n not in _REGISTRY]
+    unknown = [n for n in wanted if n not in _REGISTRY and not is_pyiqa_name(n)]
     if unknown:
-        raise ParameterError("names", f"unknown metric {unknown[0]!r}; available: {', '.join(_REGISTRY)}")
+        available = ", ".join([*_REGISTRY, "pyiqa:NAME"])
+        raise ParameterError("names", f"unknown metric {unknown[0]!r}; available: {available}")
+    for name in wanted:
+        if is_pyiqa_name(name):
+            pyiqa_spec(name)  # an unknown pyiqa name or a missing pyiqa, before anything runs
     return list(dict.fromkeys(wanted))
 
 
@@ -138,6 +143,39 @@ def select_metrics(
         except AssetMissing as missing:
             unavailable[name] = str(missing)
     return available, unavailable
+
+
+class PyiqaMetric(Metric):
+    """A pyiqa metric on the protocol's shaved output (and HR, if it needs one); see `pyiqa_metrics`."""
+
+    spec: ClassVar[PyiqaSpec]
+
+    def __init__(self, protocol: Protocol, asset_paths: Mapping[str, Path] | None = None) -> None:
+        super().__init__(protocol, asset_paths)
+        self.scorer = PyiqaScorer(self.spec)
+
+    def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        return self.scorer(sr, hr if self.spec.full_reference else None, self.protocol.border)
+
+    @property
+    def cache_key(self) -> str:
+        return f"{super().cache_key}@pyiqa-{self.spec.version}"
+
+
+_PYIQA_CLASSES: dict[PyiqaSpec, type[Metric]] = {}
+
+
+def _pyiqa_class(spec: PyiqaSpec) -> type[Metric]:
+    """The metric class of one pyiqa metric, made on first request (pyiqa's list is pyiqa's, not ours)."""
+    if spec not in _PYIQA_CLASSES:
+        kind = "full-reference" if spec.full_reference else "no-reference"
+        info = MetricInfo(
+            f"pyiqa:{spec.name}", not spec.lower_better, spec.full_reference, "",
+            f"pyiqa {spec.version} {spec.name!r} ({kind}, pyiqa's defaults), border shaved ({LICENCE_NOTE})",
+            label=f"{spec.name} (pyiqa)",
+        )  # fmt: skip
+        _PYIQA_CLASSES[spec] = type(f"Pyiqa_{spec.name}", (PyiqaMetric,), {"info": info, "spec": spec})
+    return _PYIQA_CLASSES[spec]
 
 
 class LumaMetric(Metric):
