@@ -16,7 +16,8 @@ on relu2_2 runs 9 of the 37 modules.
 Weights: the asset "vgg19" (`sreval.assets`), i.e. torchvision's `vgg19-dcbb9e9d.pth`, found in an explicit path,
 SREVAL_ASSETS, sreval's asset cache or torchvision's own cache, and verified by its SHA-256 prefix. The file is a
 plain state dict of the whole classifier; only the `features.*` entries are used (`classifier.*` is ignored), and
-every one of them must be present with torchvision's shape. Nothing is downloaded.
+every one of them must be present with torchvision's shape. A missing file is downloaded on first use from the
+catalogue's URL and verified before use, unless SREVAL_OFFLINE=1.
 
 Stand-in weights (tests): a file that does not match the checksum is refused — the only way to use one is an
 explicit path together with `allow_unverified=True`, which logs a warning and sets `weights_verified = False` on
