@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from sreval import __version__
+from sreval import progress as progress_lines
 from sreval.benchmark.cache import Cache
 from sreval.benchmark.evaluate import Source, method_input, produce_sr, score
 from sreval.datasets.registry import Dataset, load_hr, require_files
@@ -85,6 +85,8 @@ def run_benchmarks(
     command: str = "run-benchmarks",
     progress: bool = True,
 ) -> BenchmarkResult:
+    """Every method on every image of `datasets`, scored by `metrics`. `progress`: a bar on a terminal, a plain
+    line every few seconds elsewhere (`sreval.progress`), nothing when False."""
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     counts = Counts()
@@ -95,7 +97,8 @@ def run_benchmarks(
     require_files(list(datasets), data_root)
     plan = [(d, {m.name: {e.name for e in m.images(d)} for m in methods}) for d in datasets]
     total = sum(len(names) for _, per_method in plan for names in per_method.values())
-    bar = tqdm(total=total, desc="benchmark", unit="img", disable=not progress, leave=False)
+    # The interval is read when the run starts, so that a test can shorten it.
+    bar = progress_lines.Progress(total, "benchmark", "img", enabled=progress, interval=progress_lines.LINE_INTERVAL_S)
     for dataset, per_method in plan:
         for entry in dataset.images:
             wanted = [m for m in methods if entry.name in per_method[m.name]]
@@ -108,7 +111,6 @@ def run_benchmarks(
             item = method_input(dataset, entry, hr, protocol, device)
             timings["load"] += time.perf_counter() - tick
             for method in wanted:
-                bar.set_postfix_str(f"{dataset.key}/{entry.name} {method.name}", refresh=False)
                 tick = time.perf_counter()
                 sr, source = produce_sr(method, item, cache)
                 counts.count(source)

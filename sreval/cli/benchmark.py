@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -100,7 +99,7 @@ def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[D
             cache=Cache(settings.cache_dir(args.cache_dir), enabled=not args.no_cache, metric_store=store),
             device=device,
             command=command,
-            progress=not args.quiet and sys.stderr.isatty(),
+            progress=not args.quiet,
         )  # fmt: skip
         run_id = store.save_run(result.record)
     finally:

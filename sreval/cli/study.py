@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -88,21 +89,23 @@ def add_commands(sub: Subcommands) -> None:
 
 
 def cmd_study_create(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from sreval import progress as progress_lines
     from sreval.benchmark.cache import Cache
     from sreval.study import open_study_store
     from sreval.study.builder import build_study
 
     cache = None if args.no_cache else Cache(settings.cache_dir(args.cache_dir))
     images = split_list(args.images) if args.images else None
-    with open_study_store(args.db) as store, tqdm(
-        desc="rendering", unit="image", disable=args.quiet or not sys.stderr.isatty()
-    ) as bar:
+    with open_study_store(args.db) as store, contextlib.ExitStack() as stack:
+        bars: list[progress_lines.Progress] = []  # made at the first report, which brings the total
 
         def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+            if not bars:
+                bar = progress_lines.Progress(
+                    total, "rendering", "image", enabled=not args.quiet, interval=progress_lines.LINE_INTERVAL_S
+                )
+                bars.append(stack.enter_context(bar))
+            bars[0].update(done - bars[0].done)
 
         info = build_study(
             store, args.name, split_list(args.methods), split_list(args.datasets),

@@ -48,9 +48,9 @@ import torch
 import torch.distributed as dist
 import yaml
 from torch import nn
-from tqdm import tqdm
 
 from sreval import __version__
+from sreval import progress as progress_lines
 from sreval.archs import create_model
 from sreval.errors import ParameterError, SrevalError
 from sreval.fileutil import atomic_open
@@ -229,14 +229,10 @@ def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
         return wall_before + time.perf_counter() - started
 
     validation: list[dict[str, Any]] = []
-    bar = tqdm(
-        total=recipe.steps,
-        initial=step,
-        desc=recipe.name,
-        unit="it",
-        disable=not (options.progress and ddp.main),
-        dynamic_ncols=True,
-    )
+    bar = progress_lines.Progress(
+        recipe.steps, recipe.name, "it", enabled=options.progress and ddp.main, initial=step,
+        interval=progress_lines.LINE_INTERVAL_S,
+    )  # fmt: skip
     window_start, window_steps = time.perf_counter(), 0
     with _StopFlag() as stop_flag:
         for hr_u8 in loader:
@@ -291,7 +287,6 @@ def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
                 if d_loss is not None:
                     row["d_loss"] = f"{float(d_loss.detach()):.6g}"
                 train_log.write(row)
-                bar.set_postfix({"loss": row["total"], "it/s": row["it_s"]}, refresh=False)
                 if board is not None:
                     for k, v in logged.items():
                         board.add_scalar(f"loss/{k}", float(v), step)
