@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -177,3 +178,85 @@ def test_model_indices_out_of_range(tmp_path: Path) -> None:
     _save_model(path, forests, np.ones((4, 1)))
     with pytest.raises(SrevalError, match=r"rf\{2\}\.mbest has values outside 0\.\.45"):
         load_nrqm_model(path)
+
+
+# --- every container the catalogue offers reads to the same model ---------------------------------------------
+
+
+def _save_v7_compressed(source: Path, target: Path) -> None:
+    """The same variables re-saved with compressed elements, as MATLAB's default `save` (-v7) writes them."""
+    content = {k: v for k, v in scipy.io.loadmat(source).items() if not k.startswith("__")}
+    scipy.io.savemat(target, content, do_compression=True)
+
+
+def _save_v73(path: Path, forests: list[dict[str, Any]], linear: np.ndarray, h5py: Any) -> None:
+    """MATLAB 7.3 layout: HDF5 behind a 512-byte user block holding MATLAB's text header; struct = group, cell =
+    dataset of references into #refs#, every array stored with its dimensions reversed (column-major)."""
+    with h5py.File(path, "w", userblock_size=512) as f:
+        refs_group = f.create_group("#refs#")
+        model = f.create_group("model")
+        model.attrs["MATLAB_class"] = np.bytes_("struct")
+        refs = []
+        for i, forest in enumerate(forests):
+            group = refs_group.create_group(f"forest{i}")
+            group.attrs["MATLAB_class"] = np.bytes_("struct")
+            for name, value in forest.items():
+                group.create_dataset(name, data=np.asarray(value).T)
+            refs.append(group.ref)
+        cell = model.create_dataset("rf", data=np.array(refs, dtype=h5py.ref_dtype).reshape(1, 3))  # MATLAB 3×1
+        cell.attrs["MATLAB_class"] = np.bytes_("cell")
+        model.create_dataset("linear", data=np.asarray(linear, dtype=np.float64).T)
+    text = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: test HDF5 schema 1.00 ."
+    with path.open("r+b") as f:
+        f.write(text.ljust(116, b" ") + bytes(8) + b"\x00\x02IM")  # version 0x0200, little-endian
+
+
+def _same_model(a: NrqmModel, b: NrqmModel) -> None:
+    assert torch.equal(a.linear, b.linear)
+    for fa, fb in zip(a.forests, b.forests, strict=True):
+        for attr in ("left", "right", "variable", "threshold", "value"):
+            assert torch.equal(getattr(fa, attr), getattr(fb, attr)), attr
+
+
+def test_every_container_gives_the_same_forests_and_scores(tmp_path: Path) -> None:
+    """pyiqa's layout (MATLAB 5, cell 1×3), the authors' (MATLAB 7 compressed, cell 3×1) and, where h5py is
+    installed, MATLAB 7.3 (HDF5): identical forests, identical scores."""
+    rng = np.random.default_rng(11)
+    forests = [_random_forest(rng, n, n_tree=4) for n in SIZES]
+    linear = np.array([[0.25], [0.5], [-0.75], [1.5]])
+    v5 = tmp_path / "NRQM_model.mat"
+    _save_model(v5, forests, linear, cell_shape=(1, 3))
+    column = tmp_path / "column.mat"
+    _save_model(column, forests, linear, cell_shape=(3, 1))
+    v7 = tmp_path / "model.mat"
+    _save_v7_compressed(column, v7)
+    assert int.from_bytes(v7.read_bytes()[128:132], "little") == 15  # miCOMPRESSED: really the v7 container
+    paths = [v5, v7]
+    try:
+        import h5py
+    except ImportError:
+        h5py = None  # sreval does not require h5py; the v7.3 reader is then tested for its refusal only
+    if h5py is not None:
+        v73 = tmp_path / "model73.mat"
+        _save_v73(v73, forests, linear, h5py)
+        assert scipy.io.matlab.matfile_version(str(v73))[0] == 2
+        paths.append(v73)
+    models = [load_nrqm_model(p) for p in paths]
+    formats = [m.file_format for m in models]
+    assert formats[:2] == ["MATLAB 5/7 .mat", "MATLAB 5/7 .mat"] and formats[2:] in ([], ["MATLAB 7.3 .mat (HDF5)"])
+    for other in models[1:]:
+        _same_model(models[0], other)
+    for _ in range(10):
+        feats = tuple(torch.from_numpy(rng.normal(size=n)) for n in SIZES)
+        scores = {float(nrqm_score(feats, m)) for m in models}  # type: ignore[arg-type]
+        assert len(scores) == 1
+
+
+def test_v73_without_h5py_says_how_to_read_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "model.mat"
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: test HDF5 schema 1.00 ."
+    path.write_bytes(header.ljust(116, b" ") + bytes(8) + b"\x00\x02IM" + bytes(1024))
+    monkeypatch.setitem(sys.modules, "h5py", None)  # as if h5py were not installed
+    with pytest.raises(SrevalError, match=r"MATLAB 7\.3 \(HDF5\).*pip install h5py.*'-v7'") as caught:
+        load_nrqm_model(path)
+    assert str(path) in str(caught.value)

@@ -30,7 +30,8 @@ of group 2), `model` reads the model file and scores.
 
 The model file (`NRQM_model.mat`, as pyiqa downloads it; the authors' `model.mat`) is a MATLAB struct
 `model` with fields `rf` (a 3-element cell of `regRF_train` forests, one per group, in the order above) and
-`linear` (4×1: intercept and one weight per forest); see `load_nrqm_model`.
+`linear` (4×1: intercept and one weight per forest); see `load_nrqm_model`. `matfile` reads it from a
+MATLAB 5/7 file (scipy) or a MATLAB 7.3 / HDF5 file (h5py, when installed) into the same arrays.
 """
 
 from sreval.metrics.nrqm.features import FEATURE_SIZES, nrqm_features

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from sreval.errors import SrevalError
 from sreval.metrics.nrqm.features import FEATURE_SIZES
+from sreval.metrics.nrqm.matfile import read_model_file
 
 
 @dataclass(frozen=True)
@@ -54,78 +54,60 @@ class NrqmModel:
     forests: tuple[Forest, Forest, Forest]
     linear: torch.Tensor
     source: str
+    #: The container the file used ("MATLAB 5/7 .mat", "MATLAB 7.3 .mat (HDF5)"); the numbers do not depend on it.
+    file_format: str = ""
 
 
 _FOREST_FIELDS = {"lDau": "left", "rDau": "right", "mbest": "variable", "upper": "threshold", "avnode": "value"}
 
 
-def _field(path: Path, record: Any, name: str, where: str) -> Any:
-    names = record.dtype.names or ()
-    if name not in names:
-        raise SrevalError(f"{path}: not an NRQM model file: {where} has no field '{name}' (fields: {', '.join(names)})")
-    return record[name]
-
-
-def _single(path: Path, value: Any, where: str) -> Any:
-    if not isinstance(value, np.ndarray) or value.size != 1:
-        raise SrevalError(f"{path}: not an NRQM model file: {where} should be a 1×1 struct")
-    return value.reshape(-1)[0]
-
-
 def load_nrqm_model(path: Path) -> NrqmModel:
-    """Read Ma's model file (pyiqa's `NRQM_model.mat`, the authors' `model.mat`).
+    """Read Ma's model file: pyiqa's `NRQM_model.mat` or the authors' `model.mat`, MATLAB 5/7 or 7.3 (HDF5).
 
-    Format (MATLAB .mat, read with scipy.io.loadmat): a variable `model`, a 1×1 struct with
+    The file holds a variable `model`, a 1×1 struct with
     - `rf`: a cell of 3 `regRF_train` structs (1×3 in pyiqa's file; 3×1 as the authors' training script
       saves it is accepted too), one per feature group; each has the randomForest arrays `lDau`, `rDau`
       (int, nodes×trees, 1-based daughter index, 0 for a terminal node), `nodestatus`, `nrnodes`, `upper`
       (split point), `avnode` (node prediction), `mbest` (1-based split variable), `ndtree`, `ntree`, …;
       pyiqa reads fields 0, 1, 4, 5, 6 by position, i.e. lDau, rDau, upper, avnode, mbest; we read them by name;
     - `linear`: 4×1 double, the robust-fit weights [intercept, rf1, rf2, rf3].
+    `matfile` reads either container into the same arrays, so both give the same model.
     """
-    import scipy.io
-
-    try:
-        mat = scipy.io.loadmat(str(path))
-    except FileNotFoundError as e:
-        raise SrevalError(f"NRQM model file not found: {path}") from e
-    except Exception as e:  # scipy raises several types for non-.mat content
-        raise SrevalError(f"{path}: cannot read as a MATLAB .mat file ({e})") from e
-    if "model" not in mat:
-        found = ", ".join(k for k in mat if not k.startswith("__")) or "none"
-        raise SrevalError(f"{path}: not an NRQM model file: no variable 'model' (variables: {found})")
-    model = _single(path, mat["model"], "variable 'model'")
-    if not isinstance(model, np.void):
-        raise SrevalError(f"{path}: not an NRQM model file: variable 'model' is not a struct")
-    rf = np.asarray(_field(path, model, "rf", "model"))
-    linear = np.asarray(_field(path, model, "linear", "model"), dtype=np.float64).reshape(-1)
+    raw = read_model_file(Path(path))
+    linear = np.asarray(raw.linear, dtype=np.float64).reshape(-1)
     if linear.size != 4:
         raise SrevalError(f"{path}: model.linear should hold 4 weights, has {linear.size}")
-    cells = rf.reshape(-1)
-    if rf.dtype != object or cells.size != 3:
-        raise SrevalError(f"{path}: model.rf should be a cell of 3 forests, got shape {rf.shape}")
-    forests = []
-    for i, cell in enumerate(cells):
-        rec = _single(path, cell, f"model.rf{{{i + 1}}}")
-        arrays: dict[str, torch.Tensor] = {}
-        for field, attr in _FOREST_FIELDS.items():
-            a = np.asarray(_field(path, rec, field, f"model.rf{{{i + 1}}}"))
-            if a.ndim != 2 or a.size == 0:
-                raise SrevalError(f"{path}: model.rf{{{i + 1}}}.{field} should be a nodes×trees array, "
-                                  f"got shape {a.shape}")
-            is_index = attr in ("left", "right", "variable")
-            arrays[attr] = torch.from_numpy(a.astype(np.int64 if is_index else np.float64))
-        shapes = {tuple(t.shape) for t in arrays.values()}
-        if len(shapes) != 1:
-            raise SrevalError(f"{path}: model.rf{{{i + 1}}} arrays differ in shape: {sorted(shapes)}")
-        n_nodes = arrays["left"].shape[0]
-        for attr, top, what in (("left", n_nodes, "lDau"), ("right", n_nodes, "rDau"),
-                                ("variable", FEATURE_SIZES[i], "mbest")):
-            idx = arrays[attr]
-            if bool((idx < 0).any()) or bool((idx > top).any()):
-                raise SrevalError(f"{path}: model.rf{{{i + 1}}}.{what} has values outside 0..{top}")
-        forests.append(Forest(**arrays))
-    return NrqmModel(forests=(forests[0], forests[1], forests[2]), linear=torch.from_numpy(linear), source=str(path))
+    forests = [_forest(path, i, fields) for i, fields in enumerate(raw.forests)]
+    return NrqmModel(
+        forests=(forests[0], forests[1], forests[2]),
+        linear=torch.from_numpy(linear),
+        source=str(path),
+        file_format=raw.file_format,
+    )
+
+
+def _forest(path: Path, i: int, fields: dict[str, np.ndarray]) -> Forest:
+    where = f"model.rf{{{i + 1}}}"
+    arrays: dict[str, torch.Tensor] = {}
+    for field, attr in _FOREST_FIELDS.items():
+        a = np.asarray(fields[field])
+        if a.ndim != 2 or a.size == 0:
+            raise SrevalError(f"{path}: {where}.{field} should be a nodes×trees array, got shape {a.shape}")
+        is_index = attr in ("left", "right", "variable")
+        arrays[attr] = torch.from_numpy(a.astype(np.int64 if is_index else np.float64))
+    shapes = {tuple(t.shape) for t in arrays.values()}
+    if len(shapes) != 1:
+        raise SrevalError(f"{path}: {where} arrays differ in shape: {sorted(shapes)}")
+    n_nodes = arrays["left"].shape[0]
+    for attr, top, what in (
+        ("left", n_nodes, "lDau"),
+        ("right", n_nodes, "rDau"),
+        ("variable", FEATURE_SIZES[i], "mbest"),
+    ):
+        idx = arrays[attr]
+        if bool((idx < 0).any()) or bool((idx > top).any()):
+            raise SrevalError(f"{path}: {where}.{what} has values outside 0..{top}")
+    return Forest(**arrays)
 
 
 def nrqm_score(features: tuple[torch.Tensor, torch.Tensor, torch.Tensor], model: NrqmModel) -> torch.Tensor:
