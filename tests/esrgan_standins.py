@@ -149,9 +149,40 @@ def original(layout: str, seed: int, **sizes: int) -> nn.Module:
     return cls(**{**SMALL, **sizes}).eval()
 
 
-def save_standin(path: Path, layout: str, seed: int, **sizes: int) -> nn.Module:
-    """`path` := the state dict of `original(layout, seed)` as the authors saved theirs (torch.save)."""
+#: the convs outside the trunk, in order from input to output, per layout
+_PATH_CONVS = {
+    "esrgan": ("conv_first", "upconv1", "upconv2", "HRconv", "conv_last"),
+    "sequential": ("model.0", "model.3", "model.6", "model.8", "model.10"),
+}
+
+
+def make_image_like(net: nn.Module, layout: str, noise: float = 0.02) -> nn.Module:
+    """Random weights whose output is still an image: the convs outside the trunk pass the input's three channels
+    through (identity centre taps plus noise), and the trunk adds a small random perturbation. Such a network
+    is roughly nearest-neighbour ×4 with texture of its own, so NIQE and PSNR are defined on its output."""
+    modules = dict(net.named_modules())
+    with torch.no_grad():
+        for name in _PATH_CONVS[layout]:
+            conv = modules[name]
+            assert isinstance(conv, nn.Conv2d)
+            conv.weight.mul_(noise)
+            assert conv.bias is not None
+            conv.bias.zero_()
+            for c in range(min(conv.in_channels, conv.out_channels)):
+                conv.weight[c, c, 1, 1] += 1.0
+        trunk = "trunk_conv" if layout == "esrgan" else "model.1.sub." + str(len(modules["model.1.sub"]) - 1)
+        trunk_conv = modules[trunk]
+        assert isinstance(trunk_conv, nn.Conv2d)
+        trunk_conv.weight.mul_(0.1)
+    return net
+
+
+def save_standin(path: Path, layout: str, seed: int, image_like: bool = False, **sizes: int) -> nn.Module:
+    """`path` := the state dict of `original(layout, seed)` as the authors saved theirs (torch.save); with
+    `image_like`, weights made by `make_image_like`."""
     net = original(layout, seed, **sizes)
+    if image_like:
+        make_image_like(net, layout)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), path)
     return net

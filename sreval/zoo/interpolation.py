@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from sreval import assets
 from sreval.errors import ParameterError, SrevalError, shown
 from sreval.zoo.entry import Interpolation, ZooEntry, check_name
 from sreval.zoo.load import load_state_dict
@@ -80,10 +81,15 @@ def _interpolation_pair(
     return ea, eb, load_state_dict(ea, asset_paths), load_state_dict(eb, asset_paths)
 
 
-def _source_line(e: ZooEntry) -> str:
+def _source_line(e: ZooEntry, asset_paths: Mapping[str, str | os.PathLike[str]] | None) -> str:
     if e.weights.status == "trained":
         return f"`{e.name}` ({e.folder}, sha256 `{e.weights.sha256}`)"
-    return f"`{e.name}` (asset `{e.weights.asset}` via loader `{e.weights.loader}`)"
+    # The asset's name does not say which file was read (a catalogue entry without a pinned hash accepts any
+    # file of that name), so the card records the checksum of the one that was blended.
+    assert e.weights.asset is not None
+    path = assets.resolve(e.weights.asset, (asset_paths or {}).get(e.weights.asset))
+    checksum = assets.sha256_of(path)
+    return f"`{e.name}` (asset `{e.weights.asset}`, file sha256 `{checksum}`, loader `{e.weights.loader}`)"
 
 
 def _write_interpolated(
@@ -95,6 +101,7 @@ def _write_interpolated(
     name: str,
     target: Path,
     overwrite: bool,
+    asset_paths: Mapping[str, str | os.PathLike[str]] | None,
 ) -> ZooEntry:
     entry = ZooEntry(
         name=name,
@@ -109,8 +116,9 @@ def _write_interpolated(
     )
     training = (
         f"None: made by network interpolation (ESRGAN, Wang et al. 2018, eq. 4), θ = (1−α)·θ_A + α·θ_B with "
-        f"α = {_fmt_alpha(alpha)}, A = {_source_line(ea)}, B = {_source_line(eb)}. Floating-point tensors are "
-        f"interpolated; integer buffers are A's. For training data, steps and time see the cards of A and B."
+        f"α = {_fmt_alpha(alpha)}, A = {_source_line(ea, asset_paths)}, B = {_source_line(eb, asset_paths)}. "
+        f"Floating-point tensors are interpolated; integer buffers are A's. For training data, steps and time see "
+        f"the cards of A and B."
     )
     metadata = {"interpolation": json.dumps({"a": ea.name, "b": eb.name, "alpha": alpha})}
     return write_entry(interpolate_state_dicts(sa, sb, alpha), entry, metadata, overwrite, training)
@@ -133,7 +141,7 @@ def interpolate(
     target = write_root(root)
     check_free(name, target, overwrite)
     ea, eb, sa, sb = _interpolation_pair(a, b, asset_paths, roots)
-    return _write_interpolated(ea, eb, sa, sb, alpha, name, target, overwrite)
+    return _write_interpolated(ea, eb, sa, sb, alpha, name, target, overwrite, asset_paths)
 
 
 def sweep_name(prefix: str, alpha: float) -> str:
@@ -166,7 +174,7 @@ def alpha_sweep(
         check_free(name, target, overwrite)
     ea, eb, sa, sb = _interpolation_pair(a, b, asset_paths, roots)
     for alpha, name in zip(checked, names, strict=True):
-        _write_interpolated(ea, eb, sa, sb, alpha, name, target, overwrite)
+        _write_interpolated(ea, eb, sa, sb, alpha, name, target, overwrite, asset_paths)
     return names
 
 
