@@ -5,10 +5,10 @@ uint8 pixels into the float32 RGB tensor in [0, 1] that pyiqa makes of an image 
 with its default settings: the number is pyiqa's, on the pixels sreval's native metrics score. A no-reference
 metric sees only the output. A 1-channel image is given as three equal channels, since pyiqa's networks take RGB.
 
-pyiqa is optional (the `pyiqa` extra) and imported only when a `pyiqa:` metric is asked for. Its licence
-(PolyForm Noncommercial, parts under the S-Lab licence) allows non-commercial use only. Its models download
-their weights into pyiqa's own folder (under torch hub's, `$TORCH_HOME/hub/pyiqa`) on first use; sreval's
-offline switch and asset folders do not apply to them.
+pyiqa is optional (the `pyiqa` extra, then pyiqa itself with --no-deps: see INSTALL) and imported only when a
+`pyiqa:` metric is asked for. Its licence (PolyForm Noncommercial, parts under the S-Lab licence) allows
+non-commercial use only. Its models download their weights into pyiqa's own folder (under torch hub's,
+`$TORCH_HOME/hub/pyiqa`) on first use; sreval's offline switch and asset folders do not apply to them.
 
 This module does not know the registry (the registry builds its metric classes from `PyiqaSpec`), so that the
 two do not import each other.
@@ -26,9 +26,9 @@ from sreval.errors import ParameterError, SrevalError
 
 PREFIX = "pyiqa:"
 INSTALL = (
-    "pyiqa is not installed; install the pyiqa extra: pip install torch torchvision, then "
-    "pip install --no-deps pyiqa==0.1.16 and pip install 'sreval[pyiqa]' (pyiqa's own dependency list pulls "
-    "many unneeded GB-sized packages, hence --no-deps)"
+    "pyiqa is not installed; install the pyiqa extra and pyiqa itself: pip install 'sreval[pyiqa]' && "
+    "pip install --no-deps pyiqa==0.1.16 (with torch and torchvision installed first as a matching pair; "
+    "--no-deps because pyiqa's own requirements pull GBs of packages its metrics do not import)"
 )
 LICENCE_NOTE = "pyiqa: non-commercial licence; its model downloads its weights on first use"
 
