@@ -11,6 +11,7 @@ from zoo_helpers import TINY, isolated_zoo, save_tiny
 
 from sreval import zoo
 from sreval.archs import create_model
+from sreval.cli import main
 from sreval.errors import SrevalError
 
 
@@ -94,3 +95,11 @@ def test_alpha_sweep(root: Path, pair: tuple[dict[str, torch.Tensor], dict[str, 
     with pytest.raises(SrevalError, match="alpha must be"):
         zoo.alpha_sweep("a", "b", [0.5, 2.0], "bad")
     assert not (root / "bad-a0.5").exists()  # checked before anything is written
+
+
+def test_cli_sweep_without_a_prefix_names_models_after_both_ends(
+    root: Path, pair: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["interpolate", "a", "b", "--sweep", "0,0.5"]) == 0
+    assert f"wrote 2 zoo models to {root}: a-to-b-a0, a-to-b-a0.5" in capsys.readouterr().out
+    assert zoo.get_entry("a-to-b-a0.5").interpolation == zoo.Interpolation("a", "b", 0.5)

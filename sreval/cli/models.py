@@ -22,7 +22,7 @@ def add_commands(sub: Subcommands) -> None:
 
 def _add_zoo_commands(sub: Subcommands) -> None:
     zoo_help = "extra zoo folder, searched first (and written to by interpolate); default: $SREVAL_ZOO or the user zoo"
-    asset_help = "file for an external-weights asset (e.g. enhancenet-pat=PATH); repeatable"
+    asset_help = "file for an external-weights asset (e.g. esrgan-official=PATH); repeatable"
     zoo = sub.add_parser("zoo", help="model zoo: list entries (with their weights status) or show one")
     zoo_sub = zoo.add_subparsers(dest="zoo_command", metavar="ACTION")
     zoo_list = zoo_sub.add_parser("list", help="every entry: name, architecture, parameters, status, recipe")
@@ -42,10 +42,9 @@ def _add_zoo_commands(sub: Subcommands) -> None:
     interp.add_argument("b", help="zoo model B (α = 1), same architecture as A")
     how = interp.add_mutually_exclusive_group(required=True)
     how.add_argument("--alpha", type=float, help="weight of B, in [0, 1] (needs --name)")
-    how.add_argument("--sweep", metavar="A1,A2,...",
-                     help="several alphas, e.g. 0,0.2,0.4,0.6,0.8,1 (needs --name-prefix)")
+    how.add_argument("--sweep", metavar="A1,A2,...", help="several alphas, e.g. 0,0.2,0.4,0.6,0.8,1")
     interp.add_argument("--name", help="name of the new zoo model (with --alpha)")
-    interp.add_argument("--name-prefix", help="models are named PREFIX-aALPHA (with --sweep)")
+    interp.add_argument("--name-prefix", help="models are named PREFIX-aALPHA (with --sweep; default: A-to-B)")
     interp.add_argument("--zoo", type=Path, help=zoo_help)
     interp.add_argument("--overwrite", action="store_true", help="replace models of the same name")
     interp.add_argument("--asset", action="append", default=[], metavar="NAME=PATH", help=asset_help)
@@ -167,9 +166,10 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
                                 asset_paths=assets, roots=roots)
         print(f"wrote zoo model {entry.name} (α = {args.alpha:g}) to {entry.folder}")
         return 0
-    if not args.name_prefix or args.name:
-        raise SrevalError("--sweep needs --name-prefix (and no --name)")
-    names = zoo.alpha_sweep(args.a, args.b, _parse_alphas(args.sweep), args.name_prefix, root=args.zoo,
+    if args.name:
+        raise SrevalError("--sweep names its models with --name-prefix, not --name")
+    prefix = args.name_prefix or f"{args.a}-to-{args.b}"
+    names = zoo.alpha_sweep(args.a, args.b, _parse_alphas(args.sweep), prefix, root=args.zoo,
                             overwrite=args.overwrite, asset_paths=assets, roots=roots)
     print(f"wrote {len(names)} zoo models to {zoo.write_root(args.zoo)}: {', '.join(names)}")
     return 0
