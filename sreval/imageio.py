@@ -54,6 +54,10 @@ _PNG_COLOUR_TYPES = {0: "grayscale", 2: "RGB", 3: "palette", 4: "grayscale+alpha
 _CORRUPT_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
 
 
+#: Formats whose files never hold the exact pixels that were saved (WebP can be either, so it is not listed).
+LOSSY_FORMATS = frozenset({"JPEG"})
+
+
 @dataclass(frozen=True, eq=False)  # eq=False: comparing or hashing ndarray fields elementwise would raise
 class LoadedImage:
     """The 8-bit pixels of an image file, with the hash of the exact bytes they were decoded from."""
@@ -61,6 +65,12 @@ class LoadedImage:
     path: Path
     pixels: np.ndarray  # uint8, (H, W, C) with C == 1 (grayscale) or 3 (RGB), C-contiguous
     sha256: str  # hex sha256 of the file's bytes
+    format: str = ""  # the file's format as Pillow names it ("PNG", "JPEG", ...); "" when not read from a file
+
+    @property
+    def lossy(self) -> bool:
+        """Whether the file's format always loses detail (JPEG): such outputs score below their own PNG."""
+        return self.format in LOSSY_FORMATS
 
     @property
     def channels(self) -> int:
@@ -109,7 +119,8 @@ def load_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PI
             _check_single_frame(path, image)
             _check_depth(path, image)
             pixels = _decode(path, image)
-    return LoadedImage(path=path, pixels=pixels, sha256=hashlib.sha256(data).hexdigest())
+            kind = image.format or ""
+    return LoadedImage(path=path, pixels=pixels, sha256=hashlib.sha256(data).hexdigest(), format=kind)
 
 
 def pixels_sha256(pixels: np.ndarray) -> str:

@@ -3,11 +3,14 @@ and in a flag the command accepts."""
 
 from __future__ import annotations
 
+import logging
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from study_helpers import STUDY
 
 from sreval import progress
@@ -58,3 +61,28 @@ def test_run_benchmarks_prints_progress_lines_off_a_terminal_and_none_with_quiet
     assert lines[-1].startswith("benchmark: 5 img of 5 img (100%)")
     assert main([*run, "-q"]) == 0
     assert "benchmark:" not in capsys.readouterr().err
+
+
+def test_a_grayscale_or_jpeg_output_is_scored_with_one_warning_naming_the_file(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    isolate(tmp_path, data_root, monkeypatch)
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    hr = sorted((data_root / "Set5" / "HR").glob("*.png"))
+    Image.open(hr[0]).convert("L").save(outputs / "baby_gray.png")
+    Image.open(hr[1]).convert("RGB").save(outputs / "bird.jpg", quality=95)
+    for path in hr[2:]:
+        shutil.copy(path, outputs / path.name)
+    stems = [p.stem.removesuffix("_HR") for p in hr]
+    (outputs / "baby_gray.png").rename(outputs / f"{stems[0]}_gray.png")
+    (outputs / "bird.jpg").rename(outputs / f"{stems[1]}.jpg")
+    evaluate = ["evaluate", "--sr", str(outputs), "--dataset", "set5", "--out", str(tmp_path / "out"), "-q"]
+    with caplog.at_level(logging.WARNING):
+        assert main(evaluate) == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    gray = [m for m in warned if " is grayscale but " in m]
+    jpeg = [m for m in warned if " is a JPEG file" in m]
+    assert len(gray) == 1 and f"{stems[0]}_gray.png" in gray[0] and "RGB" in gray[0], warned
+    assert len(jpeg) == 1 and f"{stems[1]}.jpg" in jpeg[0] and "not comparable to published" in jpeg[0], warned
+    assert len(warned) == 2, warned

@@ -24,7 +24,7 @@ import numpy as np
 
 from sreval.datasets.registry import Dataset, ImageEntry
 from sreval.errors import ParameterError, SrevalError
-from sreval.imageio import load_image
+from sreval.imageio import LoadedImage, load_image
 from sreval.methods.base import Method, MethodInput
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,7 @@ class Folder(Method):
         # shows such bytes as \xNN escapes, because the results store and the CSV files hold text.
         self.name = name or as_text(Path(self.path.replace("{dataset}", "")).name or self.path)
         self._matches: dict[str, dict[str, Path]] = {}
+        self._warned: set[tuple[Path, str]] = set()  # (file, what): each file's warning is given once
 
     def metadata(self) -> dict[str, Any]:
         return {**super().metadata(), "path": as_text(str(Path(self.path).expanduser().resolve()))}
@@ -179,7 +180,26 @@ class Folder(Method):
                 f"(HR mod-cropped to a multiple of {item.protocol.scale}); crop outputs made from the uncropped "
                 "original to the mod-cropped size"
             )
+        self._warn_about(image, item)
         return image.pixels
+
+    def _warn_about(self, image: LoadedImage, item: MethodInput) -> None:
+        """Outputs that are scored but not like the published ones: a lossy file, or grey against a colour image."""
+        shown = as_text(str(image.path))
+        if image.lossy and (image.path, "lossy") not in self._warned:
+            self._warned.add((image.path, "lossy"))
+            log.warning(
+                "%s: %s is a %s file: lossy compression changed its pixels, so its scores are not comparable to "
+                "published tables (made from lossless PNG outputs); save the outputs as PNG",
+                self.name, shown, image.format,
+            )  # fmt: skip
+        if image.channels == 1 and item.hr.pixels.shape[2] == 3 and (image.path, "gray") not in self._warned:
+            self._warned.add((image.path, "gray"))
+            log.warning(
+                "%s: %s is grayscale but the reference %s/%s is RGB: it is scored as it is, against the reference's "
+                "Y; an output that lost its colours when saved scores unlike the method's real output",
+                self.name, shown, item.dataset.key, item.entry.name,
+            )  # fmt: skip
 
 
 def _is_text(value: str) -> bool:
