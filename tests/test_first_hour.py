@@ -15,9 +15,11 @@ from study_helpers import STUDY
 
 from sreval import progress
 from sreval.cli import build_parser, main
-from sreval.cli.flags import command_parsers, options_of
+from sreval.cli.flags import command_parsers, options_of, reworded
+from sreval.errors import ParameterError, SrevalError
 from sreval.study import StudyStore
 from sreval.study.simulate import simulate
+from sreval.train.data import training_inputs
 from tests.cli_helpers import error_of, isolate
 
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
@@ -86,3 +88,23 @@ def test_a_grayscale_or_jpeg_output_is_scored_with_one_warning_naming_the_file(
     assert len(gray) == 1 and f"{stems[0]}_gray.png" in gray[0] and "RGB" in gray[0], warned
     assert len(jpeg) == 1 and f"{stems[1]}.jpg" in jpeg[0] and "not comparable to published" in jpeg[0], warned
     assert len(warned) == 2, warned
+
+
+def test_training_names_every_missing_setting_in_one_message(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SREVAL_TRAINING_ROOT", str(tmp_path / "training"))
+    with pytest.raises(ParameterError) as both:
+        training_inputs("T91", data_root=tmp_path / "no-data", validation_sets=["set5", "set14"])
+    message = str(both.value)
+    assert "2 settings" in message and "'T91' not found" in message and "SREVAL_TRAINING_ROOT" in message
+    assert "benchmark file(s) missing" in message and "SREVAL_DATA_ROOT" in message
+    train = options_of(command_parsers(build_parser())["train"])
+    assert "Give --train-dir as the path" in reworded(both.value, "train", train)
+
+    (tmp_path / "training" / "T91").mkdir(parents=True)
+    with pytest.raises(SrevalError, match=r"^5 benchmark file\(s\) missing") as one:
+        training_inputs("T91", data_root=tmp_path / "no-data", validation_sets=["set5"])
+    assert "settings" not in str(one.value)
+    assert training_inputs("t91", data_root=tmp_path / "no-data", validation_sets=[]) == tmp_path / "training" / "T91"
+    assert training_inputs("T91", data_root=data_root, validation_sets=["set5"]) == tmp_path / "training" / "T91"

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from sreval.datasets.registry import parse_datasets, require_files
 from sreval.errors import ParameterError, SrevalError
 from sreval.imageio import DEFAULT_MAX_PIXELS
 from sreval.settings import how_to_set, training_root
@@ -267,3 +268,31 @@ def _read_header(path: Path) -> tuple[int, int] | str:
 def _first_few(items: Sequence[str]) -> str:
     more = len(items) - _NAMED
     return ", ".join(items[:_NAMED]) + (f" and {more} more" if more > 0 else "")
+
+
+def training_inputs(
+    train_dir: str | os.PathLike[str] | None, *, data_root: Path | None, validation_sets: Sequence[str]
+) -> Path:
+    """The training folder (as `resolve_train_dir`), checked together with the benchmark data that validation
+    reads (`validation_sets` under `data_root`; none when validation is off), so that a first run lacking both
+    settings hears of both at once instead of one per attempt. One problem is raised as it is."""
+    problems: list[SrevalError] = []
+    folder = None
+    try:
+        folder = resolve_train_dir(train_dir)
+    except SrevalError as error:
+        problems.append(error)
+    if validation_sets and data_root is not None:
+        try:
+            require_files(parse_datasets(list(validation_sets)), data_root)
+        except SrevalError as error:
+            problems.append(error)
+    if folder is not None and not problems:
+        return folder
+    if len(problems) == 1:
+        raise problems[0]
+    listed = "\n".join(f"  - {problem}" for problem in problems)
+    message = f"{len(problems)} settings are missing or wrong; fix them all before the next try:\n{listed}"
+    # Keeps the training folder's parameter, so that a shell names its own flag for it.
+    parameter = next((p.parameter for p in problems if isinstance(p, ParameterError)), None)
+    raise ParameterError(parameter, message) if parameter else SrevalError(message)
