@@ -8,11 +8,17 @@ Nothing made from these is ESRGAN: the weights are random, and the tests that us
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
+
+from sreval import assets
 
 
 def _lrelu() -> nn.LeakyReLU:
@@ -186,3 +192,28 @@ def save_standin(path: Path, layout: str, seed: int, image_like: bool = False, *
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), path)
     return net
+
+
+def pin_standin(monkeypatch: pytest.MonkeyPatch, asset: str, path: Path) -> None:
+    """Make the catalogue's asset `asset` the stand-in file at `path` (its hash and size pinned)."""
+    data = path.read_bytes()
+    pinned = dataclasses.replace(
+        assets.ASSETS[asset], sha256=hashlib.sha256(data).hexdigest(), size=len(data), git_blob=None, urls=()
+    )
+    monkeypatch.setitem(assets.ASSETS, asset, pinned)
+
+
+def external_entry(root: Path, name: str, asset: str) -> None:
+    """A zoo entry like the built-in ones but with the stand-ins' small arch_args (23 blocks are too slow here)."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    config = {
+        "name": name,
+        "architecture": "rrdbnet",
+        "arch_args": {"scale": 4, **SMALL_ARGS},
+        "scale": 4,
+        "recipe": None,
+        "weights": {"status": "external", "asset": asset, "loader": "esrgan-pth"},
+        "description": f"stand-in for {asset} (random weights)",
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))

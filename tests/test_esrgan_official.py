@@ -3,15 +3,21 @@ saved from independent implementations of their network): the real files cannot 
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import os
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
-from esrgan_standins import SMALL, SMALL_ARGS, OriginalRRDBNet, SequentialRRDBNet, original, save_standin
+from esrgan_standins import (
+    SMALL,
+    SMALL_ARGS,
+    OriginalRRDBNet,
+    SequentialRRDBNet,
+    external_entry,
+    original,
+    pin_standin,
+    save_standin,
+)
 from zoo_helpers import isolated_zoo
 
 from sreval import assets, zoo
@@ -166,31 +172,6 @@ def test_builtin_entries(name: str, cited: str, isolated: Path, monkeypatch: pyt
     assert "not run by sreval" in card and "Apache License 2.0" in card and cited in card  # the authors' figures
     with pytest.raises(assets.AssetMissing, match=assets.ASSETS[name].filename):
         zoo.load_model(entry)  # nothing installed here, and tests never download
-
-
-def pin_standin(monkeypatch: pytest.MonkeyPatch, asset: str, path: Path) -> None:
-    """Make the catalogue's asset `asset` the stand-in file at `path` (its hash and size pinned)."""
-    data = path.read_bytes()
-    pinned = dataclasses.replace(
-        assets.ASSETS[asset], sha256=hashlib.sha256(data).hexdigest(), size=len(data), git_blob=None, urls=()
-    )
-    monkeypatch.setitem(assets.ASSETS, asset, pinned)
-
-
-def external_entry(root: Path, name: str, asset: str) -> None:
-    """A zoo entry like the built-in ones but with the stand-ins' small arch_args (23 blocks are too slow here)."""
-    folder = root / name
-    folder.mkdir(parents=True)
-    config = {
-        "name": name,
-        "architecture": "rrdbnet",
-        "arch_args": {"scale": 4, **SMALL_ARGS},
-        "scale": 4,
-        "recipe": None,
-        "weights": {"status": "external", "asset": asset, "loader": "esrgan-pth"},
-        "description": f"stand-in for {asset} (random weights)",
-    }
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
 
 
 def test_zoo_entry_loads_the_pinned_asset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from esrgan_standins import save_standin
-from test_esrgan_official import external_entry, pin_standin
+from esrgan_standins import external_entry, pin_standin, save_standin
 
 from sreval import zoo
 from sreval.assets import sha256_of
