@@ -4,9 +4,9 @@ Both are fed the same PIRM plane (MATLAB Y of the uint8 image, 4 px shaved, floa
 values agree (NIQE to 1e-6, NRQM features to 1e-6 relative) and prints per-image times and the speed ratios.
 Target: ≥ 3× on CPU.
 
-pyiqa is not a dependency of sreval (non-commercial licence, heavy). Run this in an environment that has it,
-with sreval on the path, e.g. a venv with `torch==2.14.1 torchvision==0.29.1` and `pip install --no-deps pyiqa`
-(+ huggingface_hub, pyyaml, opencv-python-headless, scipy, pillow):
+pyiqa is optional in sreval (non-commercial licence, heavy). Run this in an environment that has it, set up as
+`.ci/run` does: `pip install torch==2.14.1 torchvision==0.29.1`, `pip install -e ".[pyiqa]"`, then
+`pip install --no-deps pyiqa==0.1.16`:
 
     PYTHONPATH=. python perf/perceptual.py [--data-root ../shared/data] [--device cpu|cuda] [--images N] [--skip-nrqm]
 """
@@ -25,6 +25,7 @@ from sreval.imageio import load_image, to_tensor
 from sreval.metrics.niqe import load_niqe_model, niqe
 from sreval.metrics.nrqm import nrqm_features
 from sreval.metrics.perceptual import pirm_plane
+from sreval.metrics.pyiqa_metrics import import_pyiqa
 from sreval.protocol import Protocol
 
 
@@ -47,7 +48,8 @@ def main() -> None:
     args = parser.parse_args()
     device, sync = torch_device(args.device)
 
-    from pyiqa.archs import niqe_arch, nrqm_arch  # imported here: only this script needs pyiqa
+    import_pyiqa()  # the install hint, rather than a bare ModuleNotFoundError
+    from pyiqa.archs import niqe_arch, nrqm_arch
     from pyiqa.matlab_utils import im2col
 
     def pyiqa_nrqm_features(plane: torch.Tensor) -> list[torch.Tensor]:
@@ -62,8 +64,10 @@ def main() -> None:
     paths = sorted((args.data_root / "iqa" / "calibration_pyiqa" / "dist_dir").glob("*.bmp"))
     paths += sorted((args.data_root / "benchmarks" / "Urban100" / "HR").glob("*.png"))[: args.images]
 
-    print(f"{'image':<22}{'size':>10}{'NIQE ours':>11}{'pyiqa':>9}{'ratio':>7}{'|dNIQE|':>9}"
-          f"{'NRQM ours':>11}{'pyiqa':>9}{'ratio':>7}{'max rel dF':>11}")
+    print(
+        f"{'image':<22}{'size':>10}{'NIQE ours':>11}{'pyiqa':>9}{'ratio':>7}{'|dNIQE|':>9}"
+        f"{'NRQM ours':>11}{'pyiqa':>9}{'ratio':>7}{'max rel dF':>11}"
+    )
     totals = np.zeros(4)
     for path in paths:
         plane = plane_of(path, device)
@@ -78,11 +82,15 @@ def main() -> None:
         totals += [t_niqe, t_niqe_ref, t_feat, t_feat_ref]
         h, w = plane.shape[-2:]
         size = f"{w}x{h}"
-        print(f"{path.name:<22}{size:>10}{t_niqe * 1e3:>9.1f}ms{t_niqe_ref * 1e3:>7.0f}ms"
-              f"{t_niqe_ref / t_niqe:>6.1f}x{d_niqe:>9.1e}{t_feat:>10.2f}s{t_feat_ref:>8.2f}s"
-              f"{t_feat_ref / t_feat:>6.1f}x{d_feat:>11.1e}")
-    print(f"{'all':<32}{totals[0] * 1e3:>9.1f}ms{totals[1] * 1e3:>7.0f}ms{totals[1] / totals[0]:>6.1f}x{'':>9}"
-          f"{totals[2]:>10.2f}s{totals[3]:>8.2f}s{totals[3] / totals[2]:>6.1f}x")
+        print(
+            f"{path.name:<22}{size:>10}{t_niqe * 1e3:>9.1f}ms{t_niqe_ref * 1e3:>7.0f}ms"
+            f"{t_niqe_ref / t_niqe:>6.1f}x{d_niqe:>9.1e}{t_feat:>10.2f}s{t_feat_ref:>8.2f}s"
+            f"{t_feat_ref / t_feat:>6.1f}x{d_feat:>11.1e}"
+        )
+    print(
+        f"{'all':<32}{totals[0] * 1e3:>9.1f}ms{totals[1] * 1e3:>7.0f}ms{totals[1] / totals[0]:>6.1f}x{'':>9}"
+        f"{totals[2]:>10.2f}s{totals[3]:>8.2f}s{totals[3] / totals[2]:>6.1f}x"
+    )
     print(f"device: {device}, torch {torch.__version__}, threads: {torch.get_num_threads()}")
 
 

@@ -7,8 +7,9 @@ metric sees only the output. A 1-channel image is given as three equal channels,
 
 pyiqa is optional (the `pyiqa` extra, then pyiqa itself with --no-deps: see INSTALL) and imported only when a
 `pyiqa:` metric is asked for. Its licence (PolyForm Noncommercial, parts under the S-Lab licence) allows
-non-commercial use only. Its models download their weights into pyiqa's own folder (under torch hub's,
-`$TORCH_HOME/hub/pyiqa`) on first use; sreval's offline switch and asset folders do not apply to them.
+non-commercial use only. Its models download their weights on first use into torch hub's folder
+(`$TORCH_HOME/hub/pyiqa`, and `hub/checkpoints` for torchvision backbones); sreval's offline switch and asset
+folders do not apply to them.
 
 This module does not know the registry (the registry builds its metric classes from `PyiqaSpec`), so that the
 two do not import each other.
@@ -30,7 +31,7 @@ INSTALL = (
     "pip install --no-deps pyiqa==0.1.16 (with torch and torchvision installed first as a matching pair; "
     "--no-deps because pyiqa's own requirements pull GBs of packages its metrics do not import)"
 )
-LICENCE_NOTE = "pyiqa: non-commercial licence; its model downloads its weights on first use"
+LICENCE_NOTE = "pyiqa: non-commercial use only; a model with weights downloads them on first use"
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,9 @@ class PyiqaScorer:
                 self._models[device] = pyiqa.create_metric(self.spec.name, device=device)
             except Exception as error:  # pyiqa raises what its downloads and model code raise
                 raise SrevalError(
-                    f"pyiqa could not create {self.spec.name!r} ({type(error).__name__}: {error}); pyiqa downloads "
-                    "its model weights on first use, into its folder under $TORCH_HOME/hub/pyiqa"
+                    f"pyiqa could not create {self.spec.name!r} ({type(error).__name__}: {error}); pyiqa models "
+                    "download their weights on first use, into torch hub's folder ($TORCH_HOME/hub, default "
+                    "~/.cache/torch/hub), and a few need packages beyond the pyiqa extra"
                 ) from error
         return self._models[device]
 
