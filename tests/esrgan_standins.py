@@ -1,7 +1,8 @@
 """The official ESRGAN generator as its authors wrote it, for tests that cannot have the real files: two
 independent implementations (the 2019 `RRDBNet_arch` module names, and the first release's flattened
 `nn.Sequential`), written here from the published structure without importing sreval's RRDBNet, and stand-in
-files saved from them with random weights.
+files saved from them with random weights; and the zoo side of a stand-in (an asset pinned to a stand-in file, a
+small external entry).
 
 Nothing made from these is ESRGAN: the weights are random, and the tests that use them say so.
 """
@@ -183,14 +184,17 @@ def make_image_like(net: nn.Module, layout: str, noise: float = 0.02) -> nn.Modu
     return net
 
 
-def save_standin(path: Path, layout: str, seed: int, image_like: bool = False, **sizes: int) -> nn.Module:
+def save_standin(
+    path: Path, layout: str, seed: int, image_like: bool = False, legacy: bool = False, **sizes: int
+) -> nn.Module:
     """`path` := the state dict of `original(layout, seed)` as the authors saved theirs (torch.save); with
-    `image_like`, weights made by `make_image_like`."""
+    `image_like`, weights made by `make_image_like`; with `legacy`, in the pre-zip pickle format of PyTorch
+    before 1.6, which is how files saved in 2018 are stored."""
     net = original(layout, seed, **sizes)
     if image_like:
         make_image_like(net, layout)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(net.state_dict(), path)
+    torch.save(net.state_dict(), path, _use_new_zipfile_serialization=not legacy)
     return net
 
 

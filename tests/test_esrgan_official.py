@@ -39,10 +39,11 @@ def _input() -> torch.Tensor:
     return torch.rand(1, 3, 11, 9)  # odd sizes: no hidden assumption of even tiles
 
 
-@pytest.mark.parametrize("layout", ["esrgan", "sequential"])
-def test_authors_layouts_give_the_authors_forward(tmp_path: Path, layout: str) -> None:
+@pytest.mark.parametrize(("layout", "legacy"), [("esrgan", False), ("sequential", False), ("sequential", True)])
+def test_authors_layouts_give_the_authors_forward(tmp_path: Path, layout: str, legacy: bool) -> None:
     path = tmp_path / "RRDB.pth"
-    net = save_standin(path, layout, seed=1)
+    net = save_standin(path, layout, seed=1, legacy=legacy)
+    assert path.read_bytes().startswith(b"\x80" if legacy else b"PK")
     state, args, found = load_official_state_dict(path)
     assert found == layout and args == {"scale": 4, **SMALL_ARGS}
     ours = load_official_rrdbnet(path)
