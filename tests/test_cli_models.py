@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
+from sreval import assets
 from sreval.cli import main
 from tests.cli_helpers import error_of
+from tests.http_server import allow_downloads, serve
 
 
 @pytest.fixture
@@ -32,7 +35,8 @@ def test_zoo_list_shows_every_entry_with_its_status(zoo_env: Path, capsys: pytes
     out = capsys.readouterr().out
     lines = {line.split()[0]: line.split() for line in out.splitlines()[1:] if line.strip() and ":" not in line}
     expected = {"srresnet-mse": "not-trained", "srgan-vgg54": "not-obtainable", "esrgan-psnr": "not-trained",
-                "esrgan": "not-obtainable", "enhancenet-pat-official": "external", "a": "trained", "b": "trained"}
+                "esrgan": "not-obtainable", "enhancenet-pat-official": "external", "esrgan-official": "external",
+                "esrgan-psnr-official": "external", "a": "trained", "b": "trained"}
     assert {name: cols[3] for name, cols in lines.items()} == expected
     assert lines["srresnet-mse"][1:3] == ["srresnet", "1.55M"] and lines["esrgan"][1:3] == ["rrdbnet", "16.70M"]
     assert out.splitlines()[0].split() == ["name", "architecture", "params", "status", "recipe", "description"]
@@ -92,3 +96,15 @@ def test_interpolate_one_alpha_and_a_sweep(zoo_env: Path, tmp_path: Path, capsys
 def test_interpolate_errors(zoo_env: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
     assert message in error_of(["interpolate", *args], capsys)
     assert not (zoo_env / "c").exists()
+
+
+def test_zoo_show_reports_a_missing_external_file_without_downloading_it(
+    zoo_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    allow_downloads(monkeypatch)
+    with serve(tmp_path / "served") as server:
+        asset = dataclasses.replace(assets.ASSETS["esrgan-official"], urls=(server.put("/x.pth", b"x"),))
+        monkeypatch.setitem(assets.ASSETS, "esrgan-official", asset)
+        assert main(["zoo", "show", "esrgan-official"]) == 0
+        assert "asset esrgan-official not available" in capsys.readouterr().out
+        assert server.requests == []

@@ -135,7 +135,7 @@ def _zoo_show(entry: zoo_module.ZooEntry, asset_paths: dict[str, Path]) -> int:
         assert weights.asset is not None and weights.loader is not None
         loader = "registered" if weights.loader in archs.weight_loader_names() else "NOT registered"
         try:
-            place = f"found at {assets.resolve(weights.asset, asset_paths.get(weights.asset))}"
+            place = f"found at {assets.locate(weights.asset, asset_paths.get(weights.asset))}"
         except SrevalError as e:  # a missing or unknown asset is what `show` is there to report, not a failure
             place = f"not available: {e}"
         print(f"weights: external; loader {weights.loader} {loader}; asset {weights.asset} {place}")
