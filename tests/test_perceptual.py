@@ -7,6 +7,9 @@ tables, cache keys), they are not Ma or PI values and are never shown as such.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -14,10 +17,12 @@ import pytest
 import torch
 from standin_models import standin_nrqm_model
 
+from sreval.assets import ASSETS
 from sreval.cli import main
+from sreval.errors import SrevalError
 from sreval.imageio import load_image, to_tensor
 from sreval.metrics import create_metric, select_metrics
-from sreval.metrics.niqe import load_niqe_model, niqe
+from sreval.metrics.niqe import load_niqe_model, niqe, shipped_niqe_model
 from sreval.metrics.perceptual import pirm_plane
 from sreval.protocol import Protocol
 
@@ -113,3 +118,60 @@ def test_explicit_asset_paths_on_the_command_line(env: Path, capsys: pytest.Capt
     assert main(["run-benchmarks", "--methods", "nn", "--datasets", "set5", "--metrics", "ma",
                  "--asset", "lpips=x.pth", "--out", str(env / "q"), "-q"]) == 2
     assert "unknown asset 'lpips'" in capsys.readouterr().err
+
+
+# --- NIQE needs no file; Ma takes either of its model files -----------------------------------------------------
+
+
+def test_niqe_is_available_with_no_model_file(isolated: Path) -> None:
+    """No SREVAL_ASSETS, empty caches, offline: NIQE runs on the parameters that ship with sreval."""
+    available, unavailable = select_metrics(["niqe"], Protocol())
+    assert unavailable == {} and [m.info.name for m in available] == ["niqe"]
+    metric = available[0]
+    assert metric.model_path is None  # type: ignore[attr-defined]
+    assert metric.cache_key.endswith(f"@niqe:{shipped_niqe_model().digest()[:16]}")
+    flat_and_ramp = torch.arange(256 * 256, dtype=torch.float64).reshape(1, 1, 256, 256) % 251
+    assert torch.isfinite(metric(flat_and_ramp.to(torch.uint8), flat_and_ramp.to(torch.uint8))).all()
+
+
+def test_niqe_without_a_file_equals_niqe_with_the_live_mat(isolated: Path, data_root: Path, tmp_path: Path) -> None:
+    """Same numbers, so the same values and the same cache key; a file with other numbers gets another key."""
+    mat = data_root.parent / "iqa" / "niqe" / "modelparameters.mat"
+    if not mat.is_file():
+        pytest.skip(f"{mat} not available")
+    img = to_tensor(load_image(data_root / "Set5" / "HR" / "img_003_SRF_4_HR.png").pixels)
+    shipped, from_mat = create_metric("niqe"), create_metric("niqe", asset_paths={"niqe": mat})
+    assert from_mat.model_path == mat  # type: ignore[attr-defined]
+    assert torch.equal(shipped(img, img), from_mat(img, img))
+    assert shipped.cache_key == from_mat.cache_key
+    model = shipped_niqe_model()
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"mu": (model.mu * 1.01).tolist(), "cov": model.cov.tolist()}))
+    changed = create_metric("niqe", asset_paths={"niqe": other})
+    assert changed.model_path == other  # type: ignore[attr-defined]
+    assert changed.cache_key != shipped.cache_key and not torch.equal(changed(img, img), shipped(img, img))
+
+
+def test_a_named_niqe_file_that_is_missing_is_not_replaced_by_the_shipped_one(isolated: Path) -> None:
+    _, unavailable = select_metrics(["niqe"], Protocol(), {"niqe": isolated / "missing.mat"})
+    assert "missing.mat" in unavailable["niqe"]
+
+
+def test_ma_uses_the_authors_model_file_too(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The authors' model.mat is looked for (SREVAL_ASSETS/sr-metric/model.mat) and verified by its Git blob: a
+    STAND-IN there is refused; pinned to the stand-in's blob, the same file is found and used."""
+    _, unavailable = select_metrics(["ma"], Protocol())
+    first, _, second = unavailable["ma"].partition(" Or the authors' file: ")
+    assert first.startswith("NRQM_model.mat") and "sreval assets add nrqm PATH" in first
+    assert second.startswith("model.mat") and "sreval assets download nrqm-original" in second
+    original = isolated / "assets" / "sr-metric" / "model.mat"
+    original.parent.mkdir(parents=True)
+    standin_nrqm_model(original, seed=4)
+    monkeypatch.setenv("SREVAL_ASSETS", str(isolated / "assets"))
+    with pytest.raises(SrevalError, match=r"git blob .* it is not the nrqm-original asset"):
+        create_metric("ma")
+    raw = original.read_bytes()
+    blob = hashlib.sha1(b"blob %d\0" % len(raw) + raw).hexdigest()
+    monkeypatch.setitem(ASSETS, "nrqm-original", dataclasses.replace(ASSETS["nrqm-original"], git_blob=blob))
+    assert create_metric("ma").model_path == original  # type: ignore[attr-defined]
+    assert create_metric("ma", asset_paths={"nrqm-original": original}).model_path == original  # type: ignore[attr-defined]

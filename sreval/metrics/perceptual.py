@@ -7,9 +7,13 @@ pristine model and 96×96 blocks. PI = ½((10 − Ma) + NIQE), lower is better.
 This NIQE is the LIVE `computequality` on Y. pyiqa's default `niqe` differs (no shave, its own colour
 conversion), and so does MATLAB's built-in `niqe`: numbers from those are not PI components.
 
-The model files come from `sreval.assets`; a missing one makes the metric unavailable (AssetMissing at
-creation), never a silent zero. Each metric's cache key carries the model file's checksum, so values made with
-one model file are never reused for another.
+NIQE's pristine model ships with sreval (`metrics/data/niqe_pristine.json`, the LIVE numbers bit for bit), so
+NIQE needs no file and works offline; a `niqe` asset (the LIVE .mat, BasicSR's .npz, a .json table) given with
+`--asset niqe=PATH` or found in the asset folders takes its place. Ma's model is not shipped: it comes from
+`sreval.assets` as pyiqa's `NRQM_model.mat` (asset `nrqm`) or the authors' `model.mat` (asset `nrqm-original`);
+with neither, Ma and PI are unavailable (AssetMissing at creation), never a silent zero. Each metric's cache key
+carries the identity of its model (NIQE: a digest of the parameters, whichever file held them; Ma: the file's
+SHA-256), so values made with one model are never reused for another.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from sreval.assets import resolve, sha256_of
+from sreval.assets import AssetMissing, locate, resolve, sha256_of
 from sreval.matlab.color import rgb_to_y
-from sreval.metrics.niqe import NiqeModel, load_niqe_model, niqe
+from sreval.metrics.niqe import NiqeModel, load_niqe_model, niqe, shipped_niqe_model
 from sreval.metrics.nrqm import NrqmModel, load_nrqm_model, nrqm_features, nrqm_score
 from sreval.metrics.registry import DerivedMetric, Metric, MetricInfo, register_metric
 from sreval.protocol import Protocol
@@ -36,24 +40,35 @@ def pirm_plane(img: torch.Tensor, protocol: Protocol) -> torch.Tensor:
     return plane[..., b:-b, b:-b] if b else plane
 
 
+#: Ma's model files, in the order they are looked for.
+NRQM_ASSETS = ("nrqm", "nrqm-original")
+
+
 class ModelMetric(Metric):
-    """A metric that needs a model file (an asset); its cache key includes the file's checksum."""
+    """A metric that needs model parameters; its cache key includes their identity."""
 
     asset: ClassVar[str]
 
     def __init__(self, protocol: Protocol, asset_paths: Mapping[str, Path] | None = None) -> None:
         super().__init__(protocol, asset_paths)
-        self.model_path = resolve(self.asset, self.asset_paths.get(self.asset))
-        self.model_sha256 = sha256_of(self.model_path)
+        self.model_path = self.locate()
         self.model = self.load_model(self.model_path)
 
     @abstractmethod
-    def load_model(self, path: Path) -> Any:
+    def locate(self) -> Path | None:
+        """The model file to use (None: the model that ships with sreval), or AssetMissing."""
+
+    @abstractmethod
+    def load_model(self, path: Path | None) -> Any:
         """Read the model file (errors name the file)."""
+
+    @abstractmethod
+    def model_digest(self) -> str:
+        """A hex digest that changes whenever the model's numbers may change."""
 
     @property
     def cache_key(self) -> str:
-        return f"{super().cache_key}@{self.asset}:{self.model_sha256[:16]}"
+        return f"{super().cache_key}@{self.asset}:{self.model_digest()[:16]}"
 
 
 @register_metric
@@ -63,8 +78,27 @@ class NIQE(ModelMetric):
     )
     asset = "niqe"
 
-    def load_model(self, path: Path) -> NiqeModel:
-        return load_niqe_model(path)
+    def locate(self) -> Path | None:
+        explicit = self.asset_paths.get(self.asset)
+        if explicit is not None:
+            # A file the user names is used as given (another pristine model is a deliberate choice, and the
+            # cache key follows its numbers); a missing one is an error, never replaced by the shipped model.
+            path = Path(explicit).expanduser()
+            if not path.is_file():
+                raise AssetMissing(f"{path} (given for asset {self.asset}) does not exist")
+            return path
+        try:
+            return locate(self.asset)  # the LIVE file where the user keeps assets (verified); never downloaded
+        except AssetMissing:
+            return None
+
+    def load_model(self, path: Path | None) -> NiqeModel:
+        return shipped_niqe_model() if path is None else load_niqe_model(path)
+
+    def model_digest(self) -> str:
+        # The numbers, not the file: the LIVE .mat, BasicSR's .npz and the shipped table share cached values.
+        digest: str = self.model.digest()
+        return digest
 
     def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         return niqe(pirm_plane(sr, self.protocol), self.model)
@@ -75,8 +109,29 @@ class Ma(ModelMetric):
     info = MetricInfo("ma", True, False, "", "Ma et al.'s NRQM score (0-10) on Y, border shaved: PIRM 2018", label="Ma")
     asset = "nrqm"
 
-    def load_model(self, path: Path) -> NrqmModel:
+    def locate(self) -> Path:
+        for name in NRQM_ASSETS:  # a file named on the command line comes first
+            if name in self.asset_paths:
+                return resolve(name, self.asset_paths[name])
+        reasons = []
+        for name in NRQM_ASSETS:  # either file already on this machine, before any download
+            try:
+                return locate(name)
+            except AssetMissing as missing:
+                reasons.append(str(missing))
+        try:
+            return resolve(NRQM_ASSETS[-1])  # the authors' file is pinned, so it may be downloaded on first use
+        except AssetMissing as missing:
+            reasons[-1] = str(missing)
+        raise AssetMissing(" Or the authors' file: ".join(reasons))
+
+    def load_model(self, path: Path | None) -> NrqmModel:
+        assert path is not None  # locate never returns None for Ma
         return load_nrqm_model(path)
+
+    def model_digest(self) -> str:
+        assert self.model_path is not None
+        return sha256_of(self.model_path)
 
     def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         planes = pirm_plane(sr, self.protocol)
