@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
-DATA_ROOT_HELP = "folder holding Set5/HR, Set14/HR, ... (default: $SREVAL_DATA_ROOT)"
-DB_HELP = "results database URL (default: $SREVAL_DB or an SQLite file)"
+DATA_ROOT_HELP = "folder holding Set5/HR, Set14/HR, ... (default: $SREVAL_DATA_ROOT, then `sreval config` data-root)"
+DB_HELP = "results database URL (default: $SREVAL_DB, then `sreval config` db, then an SQLite file)"
 DEVICE_HELP = "auto, cpu, cuda or cuda:N (default: auto)"
 ALL_DATASETS = "set5,set14,bsd100,urban100"
 
@@ -27,7 +27,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     measure, the protocol's choices, the output folder."""
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--db", help=DB_HELP)
-    p.add_argument("--cache-dir", help="SR/metric cache folder (default: $SREVAL_CACHE or ~/.cache/sreval)")
+    p.add_argument("--cache-dir",
+                   help="SR/metric cache folder (default: $SREVAL_CACHE, then `sreval config` cache, then ~/.cache/sreval)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything (the cache is not read or written)")
     p.add_argument("--metrics", default="psnr,ssim", help="comma-separated metrics (default: psnr,ssim)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
