@@ -28,7 +28,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--db", help=DB_HELP)
     p.add_argument("--cache-dir",
-                   help="SR/metric cache folder (default: $SREVAL_CACHE, then `sreval config` cache, then ~/.cache/sreval)")
+                   help="SR/metric cache folder (default: $SREVAL_CACHE, `sreval config` cache, ~/.cache/sreval)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything (the cache is not read or written)")
     p.add_argument("--metrics", default="psnr,ssim", help="comma-separated metrics (default: psnr,ssim)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
