@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from study_helpers import STUDY
+from study_helpers import STUDY, make_calibration_folder
 
 from sreval import progress
 from sreval.cli import build_parser, main
@@ -108,3 +108,17 @@ def test_training_names_every_missing_setting_in_one_message(
     assert "settings" not in str(one.value)
     assert training_inputs("t91", data_root=tmp_path / "no-data", validation_sets=[]) == tmp_path / "training" / "T91"
     assert training_inputs("T91", data_root=data_root, validation_sets=["set5"]) == tmp_path / "training" / "T91"
+
+
+def test_study_create_prints_rendering_progress_off_a_terminal(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(progress, "LINE_INTERVAL_S", 0.0)
+    create = ["study", "create", "--methods", "nn", "--datasets", "set5", "--images", "bird", "--gold-images", "1",
+              "--calibration-images", "1", "--calibration-dir", str(make_calibration_folder(tmp_path / "cal", 1)),
+              "--data-root", str(data_root), "--db", f"sqlite:///{tmp_path / 's.sqlite'}", "--no-cache"]  # fmt: skip
+    assert main([*create, "--name", "a", "--dir", str(tmp_path / "a")]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("rendering: ")]
+    assert lines and lines[-1].startswith("rendering: 5 img of 5 img (100%)"), lines
+    assert main([*create, "--name", "b", "--dir", str(tmp_path / "b"), "-q"]) == 0
+    assert "rendering: " not in capsys.readouterr().err

@@ -102,7 +102,7 @@ def cmd_study_create(args: argparse.Namespace) -> int:
         def progress(done: int, total: int) -> None:
             if not bars:
                 bar = progress_lines.Progress(
-                    total, "rendering", "image", enabled=not args.quiet, interval=progress_lines.LINE_INTERVAL_S
+                    total, "rendering", "img", enabled=not args.quiet, interval=progress_lines.LINE_INTERVAL_S
                 )
                 bars.append(stack.enter_context(bar))
             bars[0].update(done - bars[0].done)
