@@ -100,11 +100,14 @@ def read_config() -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise SrevalError(f"cannot read the config file {path}: {exc}") from exc
+        raise SrevalError(f"cannot read the config file {path}: {exc}; correct or delete it") from exc
     values: dict[str, str] = {}
     for key, value in table.items():
         if key not in SETTINGS:
-            raise SrevalError(f"config file {path}: unknown setting {key!r}; the settings are: {', '.join(SETTINGS)}")
+            raise SrevalError(
+                f"config file {path}: unknown setting {key!r} (the settings are: {', '.join(SETTINGS)}); correct or "
+                "delete it"
+            )
         if not isinstance(value, str) or not value:
             raise SrevalError(f"config file {path}: {key} must be a non-empty string, got {value!r}")
         values[key] = value

@@ -114,6 +114,6 @@ def test_a_broken_config_file_is_one_error_naming_it(home: Path, capsys: pytest.
     config_path(home).write_text('data-root = "unterminated\n')
     assert f"cannot read the config file {config_path(home)}" in error_of(["config", "show"], capsys)
     config_path(home).write_text('data_root = "/x"\n')
-    assert "unknown setting 'data_root'" in error_of(["config", "show"], capsys)
+    assert "unknown setting 'data_root' (the settings are" in error_of(["config", "show"], capsys)
     config_path(home).write_text("db = 3\n")
     assert "db must be a non-empty string, got 3" in error_of(["config", "show"], capsys)
