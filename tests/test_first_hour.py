@@ -110,6 +110,16 @@ def test_training_names_every_missing_setting_in_one_message(
     assert training_inputs("T91", data_root=data_root, validation_sets=["set5"]) == tmp_path / "training" / "T91"
 
 
+def test_the_train_command_names_both_missing_settings_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SREVAL_TRAINING_ROOT", str(tmp_path / "training"))
+    monkeypatch.setenv("SREVAL_DATA_ROOT", str(tmp_path / "no-data"))
+    err = error_of(["train", "srresnet-mse", "--out", str(tmp_path / "run")], capsys)
+    assert "2 settings" in err and "SREVAL_TRAINING_ROOT" in err and "SREVAL_DATA_ROOT" in err
+    assert "--train-dir" in err and not (tmp_path / "run").exists()
+
+
 def test_study_create_prints_rendering_progress_off_a_terminal(
     tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -56,7 +56,7 @@ PAIRINGS: tuple[Pairing, ...] = ("rater-image", "image-mos")
 CORRECTIONS: tuple[Correction, ...] = ("holm", "bh")
 #: Largest number of non-zero differences for which `method="auto"` uses the exact distribution.
 EXACT_MAX_N = 50
-#: Columns of `compare_methods` (the issue's, then extras).
+#: Columns of `compare_methods`: the ones callers rely on first, then extras.
 COLUMNS = (
     "dataset", "method_a", "method_b", "n_pairs", "statistic", "p", "p_holm", "effect_size", "significant",
     "p_bh", "n_zero", "mean_difference", "test",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -178,7 +177,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from sreval.provenance import resolve_device
     from sreval.train import recipes
-    from sreval.train.data import resolve_train_dir
+    from sreval.train.data import training_inputs
     from sreval.train.devices import process_device
     from sreval.train.loop import TrainOptions, train
     from sreval.train.validation import METRICS
@@ -190,12 +189,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.steps is not None:
         recipe = recipe.scaled_to(args.steps)
     device = process_device(resolve_device(args.device))
-    data_root = None
-    if recipe.validate_every:
-        data_root = settings.data_root(args.data_root)
+    data_root = settings.data_root(args.data_root) if recipe.validate_every else None
+    validation_sets = recipe.validation_sets if recipe.validate_every else []
+    train_dir = training_inputs(args.train_dir, data_root=data_root, validation_sets=validation_sets)
     options = TrainOptions(
-        out=args.out, train_dir=resolve_train_dir(args.train_dir), device=device, data_root=data_root,
-        vgg_weights=args.vgg, progress=not args.quiet and sys.stderr.isatty(), stop_after=args.stop_after,
+        out=args.out, train_dir=train_dir, device=device, data_root=data_root,
+        vgg_weights=args.vgg, progress=not args.quiet, stop_after=args.stop_after,
     )
     result = train(recipe, options)
     if result.finished and result.final_dir is not None:
