@@ -9,9 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from sreval import assets
 from sreval.cli import main
 from sreval.errors import SrevalError
+from sreval.metrics.perceptual import default_metrics
 from sreval.report.pd_plane import pd_figure, pd_points
+from tests.cli_helpers import isolate
 
 
 def _summary(tmp_path: Path, rows: list[tuple[str, str, str, float]]) -> Path:
@@ -80,3 +83,23 @@ def test_missing_metrics_are_clear_errors(rows: list, message: str) -> None:
 def test_cli_errors_on_a_folder_without_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plot", "pd", "--results", str(tmp_path), "--out", str(tmp_path / "x.html")]) == 2
     assert "summary.csv not found" in capsys.readouterr().err
+
+
+def test_the_default_run_is_enough_for_the_pd_plane(
+    isolated: Path, tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    isolate(tmp_path, data_root, monkeypatch)
+    out = tmp_path / "baselines"
+    assert main(["run-benchmarks", "--datasets", "set5", "--out", str(out), "-q"]) == 0
+    assert set(pd.read_csv(out / "summary.csv")["metric"]) == {"psnr", "ssim", "rmse", "niqe"}
+    assert main(["plot", "pd", "--results", str(out), "--out", str(tmp_path / "pd.html")]) == 0
+    assert "bicubic" in (tmp_path / "pd.html").read_text()
+
+
+def test_ma_and_pi_join_the_defaults_once_ma_model_is_on_this_machine(isolated: Path) -> None:
+    assert default_metrics() == ["psnr", "ssim", "rmse", "niqe"]
+    installed = assets.assets_cache() / assets.get_asset("nrqm").filename
+    installed.parent.mkdir(parents=True)
+    installed.write_bytes(b"a model file")  # only looked for, never read, when the defaults are chosen
+    assert default_metrics() == ["psnr", "ssim", "rmse", "niqe", "ma", "pi"]
+    assert default_metrics({"nrqm": isolated / "elsewhere.mat"}) == ["psnr", "ssim", "rmse", "niqe", "ma", "pi"]

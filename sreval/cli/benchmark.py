@@ -78,16 +78,19 @@ def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[D
     from sreval.benchmark.cache import Cache
     from sreval.benchmark.runner import run_benchmarks
     from sreval.metrics import select_metrics
+    from sreval.metrics.perceptual import default_metrics
     from sreval.protocol import Protocol
     from sreval.provenance import resolve_device
     from sreval.results import open_store
 
     protocol = Protocol(degradation=args.degradation, y_mode=args.y_mode)
-    metrics, unavailable = select_metrics(split_list(args.metrics), protocol, asset_paths(args.asset))
+    files = asset_paths(args.asset)
+    names = split_list(args.metrics) if args.metrics else default_metrics(files)
+    metrics, unavailable = select_metrics(names, protocol, files)
     for name, reason in unavailable.items():
         log.warning("metric %s unavailable: %s", name, reason)
     if not metrics:
-        raise SrevalError(f"none of the metrics {args.metrics!r} can be computed (see above)")
+        raise SrevalError(f"none of the metrics {','.join(names)!r} can be computed (see above)")
     device = resolve_device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)  # fail on a bad --out or database before the long computation
     store = open_store(settings.db_url(args.db))

@@ -30,11 +30,12 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir",
                    help="SR/metric cache folder (default: $SREVAL_CACHE, `sreval config` cache, ~/.cache/sreval)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything (the cache is not read or written)")
-    p.add_argument("--metrics", default="psnr,ssim", help="comma-separated metrics (default: psnr,ssim)")
+    p.add_argument("--metrics", help="comma-separated metrics, e.g. psnr,ssim,pi or pyiqa:lpips (default: "
+                   "psnr,ssim,rmse,niqe, plus ma,pi when Ma's model is installed)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--asset", action="append", default=[], metavar="NAME=PATH",
-                   help="file for an asset (niqe, nrqm, enhancenet-pat), before SREVAL_ASSETS and the cache; "
-                        "repeatable")
+                   help="file for an asset (niqe, nrqm, nrqm-original, enhancenet-pat, esrgan-official, ...: "
+                        "`sreval assets` lists them), before SREVAL_ASSETS and the asset folder; repeatable")
     p.add_argument("--degradation", default="uint8", choices=["uint8", "double"],
                    help="MATLAB bicubic LR variant: uint8 (EDSR/SwinIR sets, default) or double (BasicSR/ESRGAN)")
     p.add_argument("--y-mode", default="matlab", choices=["matlab", "float"],

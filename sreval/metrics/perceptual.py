@@ -44,6 +44,28 @@ def pirm_plane(img: torch.Tensor, protocol: Protocol) -> torch.Tensor:
 NRQM_ASSETS = ("nrqm", "nrqm-original")
 
 
+#: What a benchmark run scores when not told otherwise: the perception–distortion plane's axes (RMSE, and NIQE
+#: or PI) next to the published tables' PSNR/SSIM.
+PLANE_METRICS = ("psnr", "ssim", "rmse", "niqe")
+
+
+def default_metrics(asset_paths: Mapping[str, Path] | None = None) -> list[str]:
+    """`PLANE_METRICS`, plus Ma and PI when Ma's model is named in `asset_paths` or already on this machine.
+
+    Only looked for, never downloaded: a default must not start a download the user did not ask for."""
+    named = any(name in (asset_paths or {}) for name in NRQM_ASSETS)
+    present = named or any(_installed(name) for name in NRQM_ASSETS)
+    return [*PLANE_METRICS, *(("ma", "pi") if present else ())]
+
+
+def _installed(name: str) -> bool:
+    try:
+        locate(name)
+    except AssetMissing:
+        return False
+    return True
+
+
 class ModelMetric(Metric):
     """A metric that needs model parameters; its cache key includes their identity."""
 
