@@ -132,8 +132,8 @@ class Upscaler:
             self._check_autocast(self._autocast_dtype)
         model = model.eval().to(self.device)
         if options.channels_last:
-            # Module.to accepts memory_format at run time (documented), but torch's overloads omit it.
-            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            # Module.to accepts memory_format at run time (documented); the overloads of older torch releases omit it.
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload, unused-ignore]
         self.model = model
         # torch.compile only wraps here and compiles on the first forward. Equal windows keep the spatial shape fixed;
         # a smaller last batch costs one recompile, after which torch treats the batch dimension as dynamic.

@@ -27,11 +27,12 @@ def _require(what: str) -> NoReturn:
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    """The benchmark data root (Set5/HR, ...), as the user would set it."""
+    """The benchmark data root (Set5/HR, ...), as the user would set it, made absolute (CI gives a relative path,
+    and tests that run commands in another folder or link to the data need one that holds there too)."""
     env = os.environ.get("SREVAL_DATA_ROOT")
     if not env or not (Path(env) / "Set5" / "HR").is_dir():
         _require("SREVAL_DATA_ROOT with Set5/HR, Set14/HR, BSD100/HR, Urban100/HR")
-    return Path(env)
+    return Path(env).resolve()
 
 
 @pytest.fixture(scope="session")

@@ -129,8 +129,8 @@ def test_unreachable_database_fails_before_computing(env: Path, capsys: pytest.C
 
 @pytest.mark.postgres
 def test_run_benchmarks_into_postgresql(env: Path, pg_database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run-benchmarks", "--methods", "nn", "--datasets", "set5", "--out", str(env / "o"), "-q",
-                 "--db", pg_database_url]) == 0
+    assert main(["run-benchmarks", "--methods", "nn", "--datasets", "set5", "--metrics", "psnr,ssim",
+                 "--out", str(env / "o"), "-q", "--db", pg_database_url]) == 0
     store = open_store(pg_database_url)
     try:
         values = store.run_values(int(store.list_runs()["id"].iloc[0]))
