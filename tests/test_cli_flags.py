@@ -3,6 +3,10 @@ table behind that cannot go stale: every flag it names is an option of its comma
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -110,3 +114,11 @@ def test_training_validation_scores_are_shown_as_the_metrics_registry_says() -> 
 def test_a_bad_argument_the_cli_parses_itself_names_its_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["analyze", "--ratings", "x.csv", "power", "--delta", "0.3"]) == 2
     assert "--ratings, --study and --out belong to `sreval analyze`" in capsys.readouterr().err
+
+
+def test_output_cut_short_by_a_closed_pipe_is_no_error(tmp_path: Path) -> None:
+    """`sreval assets | head -1`: the reader leaving early is normal, not a failure to report."""
+    environ = {**os.environ, "SREVAL_CACHE": str(tmp_path / "cache"), "TORCH_HOME": str(tmp_path / "torch")}
+    done = subprocess.run(f"{shlex.quote(sys.executable)} -m sreval assets | head -1", shell=True, env=environ,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.stdout.startswith("niqe") and done.stderr == ""
