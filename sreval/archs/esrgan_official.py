@@ -36,10 +36,10 @@ import torch
 
 from sreval.archs.registry import register_weight_loader
 from sreval.archs.rrdbnet import RRDBNet
+from sreval.archs.state_dicts import named_keys, state_dict_mismatch
 from sreval.errors import SrevalError
 
 LAYOUTS = ("esrgan", "basicsr", "sequential")
-_LIST_LIMIT = 8  # keys named per kind in an error; a file of another network would otherwise list hundreds
 
 # The same five convs appear in each block of every layout; only the spelling around them differs.
 _ESRGAN_BLOCK = re.compile(r"^RRDB_trunk\.(\d+)\.RDB([123])\.conv([1-5])\.(weight|bias)$")
@@ -60,11 +60,6 @@ _SCALE_OF_IN_CHANNELS = {3: 4, 12: 2, 48: 1}
 
 class ESRGANCheckpointError(SrevalError):
     """The file is not an ESRGAN generator state dict sreval can read."""
-
-
-def _named(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_LIST_LIMIT])
-    return shown + (f" … and {len(keys) - _LIST_LIMIT} more" if len(keys) > _LIST_LIMIT else "")
 
 
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
@@ -106,7 +101,7 @@ def _unwrap(loaded: Any, path: Path) -> dict[str, torch.Tensor]:
         raise ESRGANCheckpointError(f"{path} does not hold a state dict (found {type(loaded).__name__})")
     others = [str(k) for k, v in loaded.items() if not isinstance(v, torch.Tensor)]
     if others:
-        raise ESRGANCheckpointError(f"{path}: entries that are not tensors: {_named(others)}")
+        raise ESRGANCheckpointError(f"{path}: entries that are not tensors: {named_keys(others)}")
     return {str(k).removeprefix("module."): v for k, v in loaded.items()}
 
 
@@ -121,7 +116,7 @@ def detect_layout(keys: Iterable[str]) -> str:
         return "basicsr"
     raise ESRGANCheckpointError(
         "not an ESRGAN generator: none of the key layouts fits (expected RRDB_trunk.N.RDBk.convj…, body.N.rdbk."
-        f"convj… or model.1.sub.N…); keys: {_named(names)}"
+        f"convj… or model.1.sub.N…); keys: {named_keys(names)}"
     )
 
 
@@ -177,7 +172,7 @@ def to_rrdbnet_names(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch
         else:
             renamed[new] = state[key]
     if unknown:
-        raise ESRGANCheckpointError(f"unexpected keys for the {layout} layout: {_named(unknown)}")
+        raise ESRGANCheckpointError(f"unexpected keys for the {layout} layout: {named_keys(unknown)}")
     return renamed, layout
 
 
@@ -204,18 +199,7 @@ def check_complete(state: Mapping[str, torch.Tensor], layout: str) -> None:
     args = rrdbnet_args(state)
     with torch.device("meta"):
         expected = RRDBNet(**args).state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [
-        f"{k}: expected {tuple(v.shape)}, file has {tuple(state[k].shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    problems = [
-        f"{what}: {_named(keys)}"
-        for what, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
-        if keys
-    ]
+    problems = state_dict_mismatch(expected, state)
     if problems:
         described = ", ".join(f"{k}={v}" for k, v in args.items())
         raise ESRGANCheckpointError(

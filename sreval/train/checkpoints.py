@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from sreval import __version__, zoo
+from sreval.archs.state_dicts import state_dict_mismatch
 from sreval.errors import SrevalError
 from sreval.train.devices import unwrap
 from sreval.train.recipes import Recipe
@@ -37,7 +38,7 @@ def state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
 def load_into(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
     inner = unwrap(module)
     expected = inner.state_dict()
-    problems = zoo.state_dict_mismatch(expected, state)
+    problems = state_dict_mismatch(expected, state)
     if problems:
         raise SrevalError(f"{what} does not fit the recipe's network: {'; '.join(problems)}")
     inner.load_state_dict(state)

@@ -14,6 +14,7 @@ import yaml
 
 from sreval import zoo
 from sreval.archs import create_model
+from sreval.archs.state_dicts import state_dict_mismatch
 from sreval.errors import SrevalError
 from sreval.train.checkpoints import FINAL
 
@@ -88,7 +89,7 @@ def add_run(run: str | Path, name: str, *, root: str | Path | None = None, overw
     arch_args = {"scale": recipe["scale"], **recipe["generator_args"]}
     model = create_model(recipe["generator"], **arch_args)
     state = zoo.read_safetensors(weights)
-    problems = zoo.state_dict_mismatch(model.state_dict(), state)
+    problems = state_dict_mismatch(model.state_dict(), state)
     if problems:
         raise SrevalError(f"{weights} does not fit {recipe['generator']}: {'; '.join(problems)}")
     model.load_state_dict(state)

@@ -28,7 +28,6 @@ from sreval.zoo.weights import (
     checksum_status,
     parse_safetensors,
     read_safetensors,
-    state_dict_mismatch,
     tensor_summary,
 )
 from sreval.zoo.write import save_model
@@ -61,7 +60,6 @@ __all__ = [
     "read_safetensors",
     "save_model",
     "scan",
-    "state_dict_mismatch",
     "sweep_name",
     "tensor_summary",
     "write_root",

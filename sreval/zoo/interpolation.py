@@ -11,11 +11,11 @@ from pathlib import Path
 import torch
 
 from sreval import assets
+from sreval.archs.state_dicts import state_dict_mismatch
 from sreval.errors import ParameterError, SrevalError, shown
 from sreval.zoo.entry import Interpolation, ZooEntry, check_name
 from sreval.zoo.load import load_state_dict
 from sreval.zoo.locations import check_free, resolve_entry, write_root
-from sreval.zoo.weights import state_dict_mismatch
 from sreval.zoo.write import PENDING, json_args, write_entry
 
 
@@ -166,9 +166,7 @@ def alpha_sweep(
     checked = [_check_alpha(x, "alphas") for x in alphas]
     names = [check_name(sweep_name(prefix, x), "prefix") for x in checked]
     if len(set(names)) != len(names):
-        raise ParameterError(
-            "alphas", f"alphas {[float(a) for a in alphas]} give duplicate names: {', '.join(names)}"
-        )
+        raise ParameterError("alphas", f"alphas {[float(a) for a in alphas]} give duplicate names: {', '.join(names)}")
     target = write_root(root)
     for name in names:
         check_free(name, target, overwrite)
@@ -176,5 +174,3 @@ def alpha_sweep(
     for alpha, name in zip(checked, names, strict=True):
         _write_interpolated(ea, eb, sa, sb, alpha, name, target, overwrite, asset_paths)
     return names
-
-

@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from sreval.archs import create_model
+from sreval.archs.state_dicts import state_dict_mismatch
 from sreval.errors import SrevalError
 from sreval.zoo.entry import ZooEntry
 from sreval.zoo.locations import resolve_entry
-from sreval.zoo.weights import check_metadata, read_external, read_trained, state_dict_mismatch
+from sreval.zoo.weights import check_metadata, read_external, read_trained
 
 
 def build(entry: ZooEntry, device: str | torch.device = "cpu") -> nn.Module:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import safetensors
@@ -18,8 +18,6 @@ from sreval import assets
 from sreval.archs import weight_loader
 from sreval.errors import SrevalError
 from sreval.zoo.entry import CONFIG, ZooEntry
-
-_LIST_LIMIT = 8  # keys named per kind in a mismatch message; a wholly wrong file would otherwise list hundreds
 
 #: How a PyTorch checkpoint starts (zip archive, or a legacy pickle's protocol byte); only used to explain why a
 #: file that is not safetensors was refused (a safetensors header length may start with these bytes too).
@@ -137,31 +135,3 @@ def tensor_summary(entry: ZooEntry) -> tuple[int, int]:
     """(number of tensors, number of elements) in a trained entry's verified file."""
     tensors, _ = read_trained(entry)
     return len(tensors), sum(t.numel() for t in tensors.values())
-
-
-def _shape(t: torch.Tensor) -> str:
-    return str(tuple(t.shape))
-
-
-def _named(keys: Sequence[str]) -> str:
-    shown = ", ".join(keys[:_LIST_LIMIT])
-    return shown + (f" … and {len(keys) - _LIST_LIMIT} more" if len(keys) > _LIST_LIMIT else "")
-
-
-def state_dict_mismatch(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]) -> list[str]:
-    """What keeps `given` from loading strictly into a model whose state dict is `expected`, one clause per kind."""
-    missing = [k for k in expected if k not in given]
-    unexpected = [k for k in given if k not in expected]
-    shapes = [
-        f"{k}: expected {_shape(v)}, file has {_shape(given[k])}"
-        for k, v in expected.items()
-        if k in given and given[k].shape != v.shape
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_named(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_named(unexpected)}")
-    if shapes:
-        problems.append(f"shape mismatches: {_named(shapes)}")
-    return problems
