@@ -188,7 +188,7 @@ def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
             )
         generator = nn.parallel.DistributedDataParallel(generator)
     if recipe.channels_last:
-        generator = generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        generator = generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload, unused-ignore]
     g_forward: Callable[[torch.Tensor], torch.Tensor] = torch.compile(generator) if recipe.compile else generator
     generator.train()
     if discriminator is not None:
