@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sreval.errors import ParameterError, SrevalError
-from sreval.progress import Progress
+from sreval.progress import Progress, binary_size
 
 if sys.platform != "win32":
     import fcntl
@@ -40,12 +40,7 @@ def offline() -> bool:
 
 
 def human_size(n: int | None) -> str:
-    if n is None:
-        return "size unknown"
-    for scale, name in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
-        if n >= scale:
-            return f"{n / scale:.1f} {name}"
-    return f"{n} bytes"
+    return "size unknown" if n is None else binary_size(n, "bytes")
 
 
 @dataclass(frozen=True)

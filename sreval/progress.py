@@ -25,13 +25,16 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def _amount(value: float, unit: str) -> str:
-    if unit != "B":
-        return f"{value:,.0f} {unit}"
+def binary_size(value: float, below_a_kib: str = "B") -> str:
+    """Bytes in KiB, MiB or GiB with one decimal; under 1 KiB the plain count followed by `below_a_kib`."""
     for scale, name in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
         if value >= scale:
             return f"{value / scale:.1f} {name}"
-    return f"{value:.0f} B"
+    return f"{value:.0f} {below_a_kib}"
+
+
+def _amount(value: float, unit: str) -> str:
+    return binary_size(value) if unit == "B" else f"{value:,.0f} {unit}"
 
 
 class Progress:

@@ -81,17 +81,16 @@ class AssetMissing(SrevalError):
 
 
 def missing_message(asset: Asset, places: list[Path]) -> str:
-    how = (
-        f"Get it from {asset.source} and run `sreval assets add {asset.name} PATH` (installs it to "
-        f"{assets_cache()}), or put its folder in SREVAL_ASSETS"
+    by_hand = (
+        f"from {asset.source} and run `sreval assets add {asset.name} PATH` (installs it to {assets_cache()}), "
+        "or put its folder in SREVAL_ASSETS"
     )
+    how = f"Get it {by_hand}"
     if downloadable(asset):
         unset = ", with SREVAL_OFFLINE unset" if offline() else ""
         how = (
             f"Download it with `sreval assets download {asset.name}` ({human_size(asset.size)}, from "
-            f"{asset.urls[0]}; needs network{unset}), or get it from {asset.source} and run "
-            f"`sreval assets add {asset.name} PATH` (installs it to {assets_cache()}), or put its folder in "
-            "SREVAL_ASSETS"
+            f"{asset.urls[0]}; needs network{unset}), or get it {by_hand}"
         )
     return f"{asset.filename} ({asset.description}) not found; looked in: {', '.join(map(str, places))}. {how}"
 
