@@ -22,7 +22,7 @@ from sreval import __version__
 from sreval import progress as progress_lines
 from sreval.benchmark.cache import Cache
 from sreval.benchmark.evaluate import Source, method_input, produce_sr, score
-from sreval.datasets.registry import Dataset, load_hr, require_files
+from sreval.datasets.registry import Dataset, ImageEntry, load_hr, require_files
 from sreval.imageio import to_tensor
 from sreval.methods.base import Method
 from sreval.metrics import Metric
@@ -73,6 +73,122 @@ def summarise(per_image: pd.DataFrame, aggregates: Mapping[str, str] | None = No
     return summary
 
 
+@dataclass(frozen=True)
+class WorkItem:
+    """One HR image and the methods to run on it: the unit of work a process takes (its HR is read once)."""
+
+    index: int  # position in the single-process order
+    dataset: Dataset
+    entry: ImageEntry
+    methods: tuple[Method, ...]
+
+
+@dataclass
+class ItemResult:
+    image: ImageRecord
+    rows: list[tuple[str, str, str, str, float]]  # method, dataset, image, metric, value
+
+
+@dataclass
+class Share:
+    """What one process computed: its items' results by work index, with its counts and phase timings."""
+
+    items: dict[int, ItemResult] = field(default_factory=dict)
+    counts: Counts = field(default_factory=Counts)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def plan_work(methods: Sequence[Method], datasets: Sequence[Dataset]) -> list[WorkItem]:
+    """Every (HR image, methods wanting it) in dataset, image order; images no method wants are left out."""
+    work: list[WorkItem] = []
+    for dataset in datasets:
+        per_method = {m.name: {e.name for e in m.images(dataset)} for m in methods}
+        for entry in dataset.images:
+            wanted = tuple(m for m in methods if entry.name in per_method[m.name])
+            if wanted:
+                work.append(WorkItem(len(work), dataset, entry, wanted))
+    return work
+
+
+def compute_share(
+    work: Sequence[WorkItem],
+    metrics: Sequence[Metric],
+    *,
+    protocol: Protocol,
+    data_root: Path,
+    cache: Cache,
+    device: torch.device,
+    bar: progress_lines.Progress,
+) -> Share:
+    """SR images and metric values of `work` (all of it, or one process's part)."""
+    share = Share(timings={"load": 0.0, "sr": 0.0, "metrics": 0.0})
+    counts, timings = share.counts, share.timings
+    for item in work:
+        tick = time.perf_counter()
+        hr = load_hr(item.entry, data_root)
+        hr_tensor = to_tensor(hr.pixels).to(device)
+        inputs = method_input(item.dataset, item.entry, hr, protocol, device)
+        timings["load"] += time.perf_counter() - tick
+        rows: list[tuple[str, str, str, str, float]] = []
+        for method in item.methods:
+            tick = time.perf_counter()
+            sr, source = produce_sr(method, inputs, cache)
+            counts.count(source)
+            timings["sr"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+            scores = score(sr, hr.sha256, hr_tensor, metrics, cache)
+            counts.metrics_cached += scores.cached
+            counts.metrics_computed += scores.computed
+            timings["metrics"] += time.perf_counter() - tick
+            rows.extend((method.name, item.dataset.key, item.entry.name, k, v) for k, v in scores.values.items())
+            bar.update()
+        share.items[item.index] = ItemResult(ImageRecord(item.dataset.key, item.entry.name, hr.sha256), rows)
+    return share
+
+
+def finish(
+    shares: Sequence[Share],
+    methods: Sequence[Method],
+    datasets: Sequence[Dataset],
+    metrics: Sequence[Metric],
+    *,
+    protocol: Protocol,
+    device: torch.device,
+    command: str,
+    started: datetime,
+    elapsed: float,
+) -> BenchmarkResult:
+    """One run from the shares of all processes: results in the single-process order, counts and timings summed."""
+    items = {index: result for share in shares for index, result in share.items.items()}
+    ordered = [items[index] for index in sorted(items)]
+    rows = [row for result in ordered for row in result.rows]
+    counts = Counts()
+    timings: dict[str, float] = {}
+    for share in shares:
+        for name in vars(counts):
+            setattr(counts, name, getattr(counts, name) + getattr(share.counts, name))
+        for phase, seconds in share.timings.items():
+            timings[phase] = timings.get(phase, 0.0) + seconds
+    timings["total"] = elapsed
+    per_image = pd.DataFrame(rows, columns=["method", "dataset", "image", "metric", "value"])
+    record = RunRecord(
+        command=command,
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        sreval_version=__version__,
+        git_commit=git_commit(),
+        protocol=protocol.as_dict(),
+        device=describe_device(device),
+        timings=timings,
+        dataset_checksums={d.key: d.checksum for d in datasets},
+        methods=[MethodRecord(m.name, m.stored_identity(), m.stored_metadata()) for m in methods],
+        images=[result.image for result in ordered],
+        values=[ValueRecord(*row) for row in rows],
+    )
+    aggregates = {m.info.name: m.info.aggregate for m in metrics}
+    return BenchmarkResult(per_image, summarise(per_image, aggregates), record, counts, timings)
+
+
 def run_benchmarks(
     methods: Sequence[Method],
     datasets: Sequence[Dataset],
@@ -89,56 +205,14 @@ def run_benchmarks(
     line every few seconds elsewhere (`sreval.progress`), nothing when False."""
     started = datetime.now(UTC)
     t0 = time.perf_counter()
-    counts = Counts()
-    timings = {"load": 0.0, "sr": 0.0, "metrics": 0.0}
-    rows: list[tuple[str, str, str, str, float]] = []
-    images: list[ImageRecord] = []
-
     require_files(list(datasets), data_root)
-    plan = [(d, {m.name: {e.name for e in m.images(d)} for m in methods}) for d in datasets]
-    total = sum(len(names) for _, per_method in plan for names in per_method.values())
+    work = plan_work(methods, datasets)
+    total = sum(len(item.methods) for item in work)
     # The interval is read when the run starts, so that a test can shorten it.
     bar = progress_lines.Progress(total, "benchmark", "img", enabled=progress, interval=progress_lines.LINE_INTERVAL_S)
-    for dataset, per_method in plan:
-        for entry in dataset.images:
-            wanted = [m for m in methods if entry.name in per_method[m.name]]
-            if not wanted:
-                continue
-            tick = time.perf_counter()
-            hr = load_hr(entry, data_root)
-            images.append(ImageRecord(dataset.key, entry.name, hr.sha256))
-            hr_tensor = to_tensor(hr.pixels).to(device)
-            item = method_input(dataset, entry, hr, protocol, device)
-            timings["load"] += time.perf_counter() - tick
-            for method in wanted:
-                tick = time.perf_counter()
-                sr, source = produce_sr(method, item, cache)
-                counts.count(source)
-                timings["sr"] += time.perf_counter() - tick
-                tick = time.perf_counter()
-                scores = score(sr, hr.sha256, hr_tensor, metrics, cache)
-                counts.metrics_cached += scores.cached
-                counts.metrics_computed += scores.computed
-                timings["metrics"] += time.perf_counter() - tick
-                rows.extend((method.name, dataset.key, entry.name, k, v) for k, v in scores.values.items())
-                bar.update()
+    share = compute_share(work, metrics, protocol=protocol, data_root=data_root, cache=cache, device=device, bar=bar)
     bar.close()
-
-    per_image = pd.DataFrame(rows, columns=["method", "dataset", "image", "metric", "value"])
-    timings["total"] = time.perf_counter() - t0
-    record = RunRecord(
-        command=command,
-        started_at=started,
-        finished_at=datetime.now(UTC),
-        sreval_version=__version__,
-        git_commit=git_commit(),
-        protocol=protocol.as_dict(),
-        device=describe_device(device),
-        timings=timings,
-        dataset_checksums={d.key: d.checksum for d in datasets},
-        methods=[MethodRecord(m.name, m.stored_identity(), m.stored_metadata()) for m in methods],
-        images=images,
-        values=[ValueRecord(*row) for row in rows],
-    )
-    aggregates = {m.info.name: m.info.aggregate for m in metrics}
-    return BenchmarkResult(per_image, summarise(per_image, aggregates), record, counts, timings)
+    return finish(
+        [share], methods, datasets, metrics,
+        protocol=protocol, device=device, command=command, started=started, elapsed=time.perf_counter() - t0,
+    )  # fmt: skip
