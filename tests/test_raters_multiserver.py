@@ -37,6 +37,9 @@ browser = browser_helpers.browser
 
 #: How long a page may take to show the next item (two servers, Chromium and PostgreSQL share two cores).
 SETTLE_MS = 30_000
+#: True when the page's answer buttons are disabled: Streamlit lost the connection to its server.
+DISCONNECTED = """() => Array.from(document.querySelectorAll("button"))
+  .some((b) => /^[1-5] /.test(b.innerText) && b.disabled)"""
 CONFLICT_TEXT = "Your answer was not recorded: this item is already rated"
 #: Every stored rating: rater, stimulus, repetition, score, time; in the order the database took them.
 RATINGS_SQL = """
@@ -253,23 +256,26 @@ def run_study(
     for future in running:
         future.result()
 
-    # r01's page is cut off: an answer given now is not stored, and the page says so.
+    # r01's page is cut off: once it shows that (its buttons disabled), an answer given now is not stored, and
+    # the page says so.
+    r01.page.wait_for_function(DISCONNECTED, timeout=SETTLE_MS)
     r01.page.keyboard.press(str(score_for(r01.name, r01.position)))
     banner = r01.page.locator("#sreval-not-saved")
-    assert wait_until(banner.is_visible, 10) and "not" in banner.inner_text()
+    assert wait_until(banner.is_visible, 10) and "interrupted" in banner.inner_text()
     assert done(store, r01) == r01.position
     # r01 opens the same link on B and is at the item it had open.
     r01.page.goto(invite_link(b.base, r01.token))
     settle(r01)
-    # r02's page reconnects through the proxy, to B, still showing the item it answered on A (Streamlit draws
-    # nothing new until the rater acts). Its rater clicks an answer to that item again, with another score: B
-    # must store nothing (the first answer stands) and show the next item.
-    r02.position -= 1
-    settle(r02)
+    # r02's page reconnects through the proxy, to B. Streamlit draws nothing new until the rater acts, so the page
+    # may still show the item answered on A: its rater then clicks an answer to it again, with another score,
+    # and B must store nothing (the first answer stands) and show the next item.
+    r02.page.wait_for_function(
+        f"() => [{r02.position - 1}, {r02.position}].some((p) => ({SETTLED})(p))", timeout=SETTLE_MS
+    )
     assert proxy.routed[0] == a.port and proxy.routed[-1] == b.port
-    again = 1 + r02.given[r02.position] % 5
-    r02.page.get_by_role("button", name=BUTTONS[again - 1], exact=True).click()
-    r02.position += 1
+    if r02.page.evaluate(SETTLED, r02.position - 1):
+        again = 1 + r02.given[r02.position - 1] % 5
+        r02.page.get_by_role("button", name=BUTTONS[again - 1], exact=True).click()
     settle(r02)
     assert done(store, r02) == r02.position
 
