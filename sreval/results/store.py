@@ -4,6 +4,10 @@ Callers never see SQLAlchemy: they build a `RunRecord` while a run goes on and h
 once at the end, which writes the run and all its values in a single transaction. A crash, Ctrl-C or a
 rejected value before or during that call therefore leaves nothing behind. Every database failure is
 turned into a `SrevalError` naming the (password-masked) URL and the driver's reason.
+
+Several processes may write one database at once (the ranks of a sharded run, independent runs): a row another
+writer added in the meantime (a cached metric value, a method, an image) is taken as it is, never a failure or a
+second copy, and SQLite writers queue for the write lock instead of failing.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Self
 
 import pandas as pd
 from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from sreval.db.engine import database_errors, open_engine
@@ -87,6 +92,9 @@ class Store:
 
     def __init__(self, engine: Engine, url: str) -> None:
         self._engine = engine
+        # Write transactions take SQLite's write lock when they begin: one that read first could not upgrade its
+        # lock while another writer waits, and would fail at once instead of queueing.
+        self._writer = engine.execution_options(sreval_write=True)
         self.url = url
         """The database URL with the password masked: safe to log or show."""
 
@@ -102,7 +110,7 @@ class Store:
     def save_run(self, run: RunRecord) -> int:
         """Store `run` with all its methods, images and values in one transaction; return the run id."""
         _check_run(run)
-        with self._errors("save the run (nothing was stored)"), Session(self._engine) as session, session.begin():
+        with self._errors("save the run (nothing was stored)"), Session(self._writer) as session, session.begin():
             run_id = _insert_run(session, run)
         log.info("saved run %d (%d values) to %s", run_id, len(run.values), self.url)
         return run_id
@@ -178,16 +186,16 @@ class Store:
             return {key: float(value) for key, value in rows}
 
     def cache_metrics(self, pair_key: str, values: dict[str, float]) -> None:
-        """Remember values for a pair (keys already present are left as they are: same key, same number)."""
+        """Remember values for a pair (keys already present, written by this or another process, are left as they
+        are: same key, same number)."""
         if not values:
             return
-        with self._errors("write the metric cache"), Session(self._engine) as session, session.begin():
-            present = set(session.scalars(
-                select(CachedMetricValue.metric_key).where(CachedMetricValue.pair_key == pair_key)
-            ))
+        with self._errors("write the metric cache"), Session(self._writer) as session, session.begin():
+            present = set(
+                session.scalars(select(CachedMetricValue.metric_key).where(CachedMetricValue.pair_key == pair_key))
+            )
             rows = [{"pair_key": pair_key, "metric_key": k, "value": v} for k, v in values.items() if k not in present]
-            if rows:
-                session.execute(insert(CachedMetricValue), rows)
+            _insert_new(session, CachedMetricValue, rows)
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -201,8 +209,9 @@ class Store:
 
 
 def open_store(url: str | None = None) -> Store:
-    """Open (creating or migrating as needed) the results database at `url`, default `settings.db_url()`."""
-    engine, masked = open_engine(url, "results")
+    """Open (creating or migrating as needed) the results database at `url`, default `settings.db_url()`: a file
+    or a server, since several processes may write it at once."""
+    engine, masked = open_engine(url, "results", concurrent_writers=True)
     return Store(engine, masked)
 
 
@@ -285,6 +294,20 @@ def _insert_run(session: Session, run: RunRecord) -> int:
     return row.id
 
 
+def _insert_new(session: Session, model: type[Base], rows: list[dict[str, Any]]) -> None:
+    """`_insert_many` for rows that another process may have added since the caller looked (same unique key,
+    same content): those are left as they are. On PostgreSQL the INSERT waits for the other transaction."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(postgresql.insert(model).on_conflict_do_nothing(), rows)
+    elif dialect == "sqlite":
+        session.execute(sqlite.insert(model).on_conflict_do_nothing(), rows)
+    else:
+        _insert_many(session, model, rows)
+
+
 def _method_ids(session: Session, methods: list[MethodRecord]) -> dict[str, int]:
     """Row id per method name, reusing the stored row of each known identity and adding the others."""
     wanted = {m.identity: m for m in methods}
@@ -299,7 +322,7 @@ def _method_ids(session: Session, methods: list[MethodRecord]) -> dict[str, int]
                 f"calls it {method.name!r} with metadata {method.metadata}; one identity must mean one method"
             )
     new = [m for m in methods if m.identity not in stored]
-    _insert_many(session, Method, [{"identity": m.identity, "name": m.name, "meta": m.metadata} for m in new])
+    _insert_new(session, Method, [{"identity": m.identity, "name": m.name, "meta": m.metadata} for m in new])
     ids = dict(session.execute(select(Method.identity, Method.id).where(Method.identity.in_(wanted))).all())
     return {m.name: ids[m.identity] for m in methods}
 
@@ -318,7 +341,7 @@ def _image_ids(session: Session, images: list[ImageRecord]) -> dict[tuple[str, s
     ids = stored()
     new = [i for i in images if (i.dataset, i.image, i.sha256) not in ids]
     if new:
-        _insert_many(session, Image, [{"dataset": i.dataset, "name": i.image, "sha256": i.sha256} for i in new])
+        _insert_new(session, Image, [{"dataset": i.dataset, "name": i.image, "sha256": i.sha256} for i in new])
         ids = stored()
     return {(i.dataset, i.image): ids[i.dataset, i.image, i.sha256] for i in images}
 
