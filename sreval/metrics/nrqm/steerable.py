@@ -20,7 +20,6 @@ def as_f32_in_f64(a: np.ndarray[Any, Any]) -> torch.Tensor:
     return torch.from_numpy(np.asarray(a, dtype=np.float64)).to(torch.float32).to(torch.float64)
 
 
-
 def _raised_cosine() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Radial transition (width 1 octave, position −½): abscissae in log2 radius and cos² values."""
     n = 256
@@ -53,8 +52,9 @@ def _angle_table() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     xcosn = np.pi * np.arange(-(2 * lut + 1), lut + 2) / lut
     alpha = (xcosn + np.pi) % (2 * np.pi) - np.pi
     order = N_BANDS - 1
-    const = np.power(2, 2 * order) * np.square(float(math.factorial(order))) / (
-        N_BANDS * float(math.factorial(2 * order)))
+    const = (
+        np.power(2, 2 * order) * np.square(float(math.factorial(order))) / (N_BANDS * float(math.factorial(2 * order)))
+    )
     ycosn = 2 * np.sqrt(const) * np.power(np.cos(xcosn), order) * (np.abs(alpha) < np.pi / 2)
     return xcosn, ycosn
 
@@ -85,17 +85,18 @@ def steerable_pyramid(img: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tenso
         for b in range(N_BANDS):
             anglemask = _mask(angle, xcosn + np.pi * b / N_BANDS, ycosn)
             band = lodft * anglemask * himask
-            band = torch.complex(rot.real * band.real - rot.imag * band.imag,
-                                 rot.real * band.imag + rot.imag * band.real)
+            band = torch.complex(
+                rot.real * band.real - rot.imag * band.imag, rot.real * band.imag + rot.imag * band.real
+            )
             bands.append(torch.fft.ifft2(torch.fft.ifftshift(band)).real)
         if level == 1:
             break
         dims = np.array(lodft.shape)
         start = (np.ceil((dims + 0.5) / 2) - np.ceil((np.ceil((dims - 0.5) / 2) + 0.5) / 2)).astype(int)
         end = (start + np.ceil((dims - 0.5) / 2)).astype(int)
-        log_rad = log_rad[start[0]:end[0], start[1]:end[1]]
-        angle = angle[start[0]:end[0], start[1]:end[1]]
-        lodft = _mask(log_rad, xr, abs_yir) * lodft[start[0]:end[0], start[1]:end[1]]
+        log_rad = log_rad[start[0] : end[0], start[1] : end[1]]
+        angle = angle[start[0] : end[0], start[1] : end[1]]
+        lodft = _mask(log_rad, xr, abs_yir) * lodft[start[0] : end[0], start[1] : end[1]]
     return hi0, bands
 
 
@@ -149,5 +150,3 @@ def resize_f32(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     y = _resize_dim_f32(y, 0, size[0])
     y = _resize_dim_f32(y, 1, size[1])
     return y.to(torch.float64)
-
-
