@@ -33,18 +33,14 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
-import scipy.special
 import torch
-import torch.nn.functional as F
 
 from sreval.errors import ParameterError, SrevalError
-from sreval.matlab.imresize import imresize_float
+from sreval.metrics.niqe_blocks import FEATURES_PER_SCALE, block_features, grid_index
+from sreval.metrics.niqe_blocks import aggd_tables as _aggd_tables  # noqa: F401  (the grid, read by the tests)
+from sreval.metrics.niqe_kernels import imresize_half, mscn_float, mscn_integer
 
-FEATURES_PER_SCALE = 18
 N_FEATURES = 2 * FEATURES_PER_SCALE
-_SHIFTS = ((0, 1), (1, 0), (1, 1), (1, -1))  # LIVE computefeature.m (BasicSR's port uses the same)
-_RADIUS = 3  # fspecial('gaussian', 7, 7/6)
-_SIGMA = 7 / 6
 
 
 #: The LIVE pristine model as sreval ships it (package data): converted once from the release's
@@ -125,27 +121,11 @@ def shipped_niqe_model() -> NiqeModel:
     return _model({"mu": mu.copy(), "cov": cov.copy()}, ("mu", "cov"), f"sreval/metrics/data/{SHIPPED_TABLE}")
 
 
-@functools.cache
-def _window_rings() -> tuple[tuple[float, tuple[tuple[int, int], ...]], ...]:
-    """MATLAB's window (fspecial, then divided by its sum again) by ring: (weight, offsets) per x²+y².
-
-    All offsets of a ring carry the same double, so summing a ring's deviations before weighting is the same sum.
-    Each listed offset stands for itself and its mirror image (−dy, −dx). The centre (deviation 0) is left out.
-    """
-    span = range(-_RADIUS, _RADIUS + 1)
-    raw = {(y, x): math.exp(-(x * x + y * y) / (2 * _SIGMA * _SIGMA)) for y in span for x in span}
-    total = math.fsum(raw.values())
-    window = {k: v / total for k, v in raw.items()}
-    total = math.fsum(window.values())
-    rings: dict[int, list[tuple[int, int]]] = {}
-    for y, x in window:
-        if (y, x) > (0, 0):  # one of each mirror pair
-            rings.setdefault(y * y + x * x, []).append((y, x))
-    return tuple((window[offsets[0]] / total, tuple(offsets)) for _, offsets in sorted(rings.items()))
-
-
-def _uint8_valued(x: torch.Tensor) -> bool:
-    return bool(((x >= 0) & (x <= 255) & (x == torch.round(x))).all())
+def _uint8_valued(x: torch.Tensor | np.ndarray) -> bool:
+    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if a.size == 0 or not (a.min() >= 0 and a.max() <= 255):  # NaN fails both comparisons
+        return False
+    return bool(np.array_equal(a.astype(np.int16), a))
 
 
 def _mscn(x: torch.Tensor) -> torch.Tensor:
@@ -154,96 +134,21 @@ def _mscn(x: torch.Tensor) -> torch.Tensor:
     mu − im = Σ w·(x − im) and sigma² = Σ w·(x − im)² − (mu − im)², identical to MATLAB's imfilter(im) and
     imfilter(im.^2) − mu² in exact arithmetic. Deviations are summed per mirror pair and then per ring of equal
     weight before weighting, so windows whose weighted deviations cancel give exactly 0 (module docstring):
-    always for flat and mirror-symmetric windows (ramps), and for any cancellation on an integer plane. Only
-    elementwise IEEE operations in a fixed order are used (no fused multiply-add): CPU and GPU give the same bits.
+    always for flat and mirror-symmetric windows (ramps), and for any cancellation on an integer plane.
+
+    Computed on the CPU whatever the tensor's device (`niqe_kernels`): a 0..255 integer plane (the first scale)
+    takes exact integer ring sums, any other plane deviations per mirror pair; only elementwise IEEE operations
+    in a fixed order, so both give the same bits on the same integers. The result is on x's device.
     """
-    h, w = x.shape[-2:]
-    r = _RADIUS
-    # On a uint8-valued plane (the first scale) every deviation, pair sum, square and ring sum is an integer
-    # below 2**24, so float32 holds them exactly: the same numbers as float64 for half the memory traffic.
-    # Only the weighting happens in float64.
-    work = x.to(torch.float32) if _uint8_valued(x) else x
-    padded = F.pad(work, (r, r, r, r), mode="replicate")
-
-    def deviation(dy: int, dx: int, out: torch.Tensor) -> torch.Tensor:
-        return torch.sub(padded[..., r + dy : r + dy + h, r + dx : r + dx + w], work, out=out)
-
-    a, b = torch.empty_like(work), torch.empty_like(work)
-    dev, var = torch.zeros_like(x), torch.zeros_like(x)
-    for weight, offsets in _window_rings():
-        ring_sum, ring_sq = torch.zeros_like(work), torch.zeros_like(work)
-        for dy, dx in offsets:
-            deviation(dy, dx, a)
-            deviation(-dy, -dx, b)
-            ring_sum.add_(a + b)
-            ring_sq.add_(a.mul_(a)).add_(b.mul_(b))
-        dev.add_(ring_sum.to(torch.float64).mul_(weight))
-        var.add_(ring_sq.to(torch.float64).mul_(weight))
-    var.sub_(dev * dev)
-    return dev.neg_().div_(var.abs_().sqrt_().add_(1))
-
-
-@functools.cache
-def _aggd_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The AGGD grid: alpha = 0.2:0.001:10 as MATLAB's colon builds it, r(alpha), and the gamma ratios per alpha.
-
-    MATLAB's colon fills a:d:b from both ends (a + k·d for the first half, b − k·d for the second, (a+b)/2 in the
-    middle). r(alpha) = Γ(2/α)² / (Γ(1/α)Γ(3/α)) is strictly increasing on the grid, which the nearest-point search
-    relies on (checked in the tests).
-    """
-    a, step, b = 0.2, 0.001, 10.0
-    n = round((b - a) / step)
-    k = np.arange(n // 2 + 1)
-    alpha = np.empty(n + 1)
-    alpha[k] = a + k * step
-    alpha[n - k] = b - k * step
-    if n % 2 == 0:
-        alpha[n // 2] = (a + b) / 2
-    g1, g2, g3 = (scipy.special.gamma(m / alpha) for m in (1, 2, 3))
-    return alpha, g2**2 / (g1 * g3), np.sqrt(g1 / g3), g2 / g1
+    planes = x.detach().to("cpu", torch.float64).numpy()[:, 0]
+    out = [mscn_integer(p) if _uint8_valued(p) else mscn_float(p) for p in planes]
+    stacked = out[0][None] if len(out) == 1 else np.stack(out)
+    return torch.from_numpy(stacked[:, None]).to(x.device)
 
 
 def _grid_index(r_grid: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """MATLAB `[~, i] = min((r_grid − target).^2)` for a sorted grid: the nearer neighbour, the first on a tie.
-
-    A NaN or Inf target makes every squared difference NaN or Inf, and MATLAB's min then returns index 1.
-    """
-    finite = torch.isfinite(target)
-    t = torch.where(finite, target, 0.0).contiguous()
-    hi = torch.searchsorted(r_grid, t).clamp_(max=r_grid.numel() - 1)
-    lo = (hi - 1).clamp_(min=0)
-    pick_lo = (r_grid[lo] - t) ** 2 <= (r_grid[hi] - t) ** 2
-    return torch.where(finite, torch.where(pick_lo, lo, hi), 0)
-
-
-def _aggd(v: torch.Tensor, tables: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """LIVE `estimateaggdparam` on the last dimension: (alpha, beta_l, beta_r, gamma(2/α)/gamma(1/α)).
-
-    Masks instead of boolean indexing keep it batched; an empty side gives 0/0 = NaN, as MATLAB's mean([]) does.
-    """
-    alpha_grid, r_grid, beta_factor, mean_factor = tables
-    neg, pos, sq = v < 0, v > 0, v * v
-    left = torch.sqrt(torch.where(neg, sq, 0.0).sum(-1) / neg.sum(-1))
-    right = torch.sqrt(torch.where(pos, sq, 0.0).sum(-1) / pos.sum(-1))
-    g = left / right
-    rhat = v.abs().mean(-1) ** 2 / sq.mean(-1)
-    rhatnorm = rhat * (g**3 + 1) * (g + 1) / (g**2 + 1) ** 2
-    i = _grid_index(r_grid, rhatnorm)
-    return alpha_grid[i], left * beta_factor[i], right * beta_factor[i], mean_factor[i]
-
-
-def _scale_features(structdis: torch.Tensor, block: int, tables: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """`blkproc(structdis, [block block], @computefeature)` → (N, n_blocks, 18), blocks column-major like MATLAB."""
-    n, _, h, w = structdis.shape
-    rows, cols = h // block, w // block
-    blocks = structdis.reshape(n, rows, block, cols, block).permute(0, 3, 1, 2, 4).reshape(n, -1, block, block)
-    alpha, beta_l, beta_r, _ = _aggd(blocks.flatten(-2), tables)
-    feats = [alpha, (beta_l + beta_r) / 2]
-    for shift in _SHIFTS:
-        pair = blocks * torch.roll(blocks, shift, dims=(-2, -1))
-        alpha, beta_l, beta_r, mean_factor = _aggd(pair.flatten(-2), tables)
-        feats += [alpha, (beta_r - beta_l) * mean_factor, beta_l, beta_r]
-    return torch.stack(feats, dim=-1)
+    """`niqe_blocks.grid_index` (MATLAB's min over the alpha grid) on CPU tensors."""
+    return torch.from_numpy(grid_index(r_grid.numpy(), target.numpy()))
 
 
 def _check_block(block: int) -> None:
@@ -254,7 +159,7 @@ def _check_block(block: int) -> None:
 
 
 def _batch_features(x: torch.Tensor, block: int) -> torch.Tensor:
-    """(N, 1, H, W) real → (N, n_blocks, 36) float64: `computequality` up to `distparam`."""
+    """(N, 1, H, W) real → (N, n_blocks, 36) float64 on x's device: `computequality` up to `distparam`."""
     _check_block(block)
     if x.dim() != 4 or x.shape[1] != 1:
         raise SrevalError(f"NIQE expects one plane per image, shape (N, 1, H, W), got {tuple(x.shape)}")
@@ -263,17 +168,16 @@ def _batch_features(x: torch.Tensor, block: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     if h < block or w < block:
         raise SrevalError(f"NIQE needs an image of at least {block}x{block} pixels (one block), got {h}x{w}")
-    x = x.to(torch.float64)
-    if not bool(torch.isfinite(x).all()):
+    planes = x.detach().to("cpu", torch.float64)[..., : h // block * block, : w // block * block]
+    if not np.isfinite(planes.numpy()).all():
         raise SrevalError("NIQE: the plane contains NaN or Inf")
-    x = x[..., : h // block * block, : w // block * block]
-    tables = tuple(torch.from_numpy(t).to(x.device) for t in _aggd_tables())
-    per_scale = []
-    for scale in (1, 2):
-        per_scale.append(_scale_features(_mscn(x), block // scale, tables))
-        if scale == 1:
-            x = imresize_float(x, 0.5)
-    return torch.cat(per_scale, dim=-1)
+    half = torch.from_numpy(np.stack([imresize_half(p) for p in planes.numpy()[:, 0]])[:, None])
+    scale1, scale2 = (_mscn(p).cpu().numpy()[:, 0] for p in (planes, half))
+    feats = [
+        np.concatenate([block_features(s1, block), block_features(s2, block // 2)], axis=-1)
+        for s1, s2 in zip(scale1, scale2, strict=True)
+    ]
+    return torch.from_numpy(np.stack(feats)).to(x.device)
 
 
 def niqe_features(plane: torch.Tensor, block: int = 96) -> torch.Tensor:
