@@ -19,12 +19,14 @@ from sreval.cli.common import (
     add_run_options,
     asset_paths,
     inference_options,
+    save_timed,
     split_list,
-    write_csv,
+    write_results,
 )
 from sreval.errors import SrevalError
 
 if TYPE_CHECKING:
+    from sreval.benchmark.runner import BenchmarkResult
     from sreval.datasets.registry import Dataset
     from sreval.methods.base import Method
 
@@ -76,6 +78,7 @@ def format_summary(summary: pd.DataFrame) -> str:
 
 def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[Dataset], command: str) -> int:
     from sreval.benchmark.cache import Cache
+    from sreval.benchmark.distributed import ranks_from_env
     from sreval.benchmark.runner import run_benchmarks
     from sreval.metrics import select_metrics
     from sreval.metrics.perceptual import default_metrics
@@ -83,15 +86,25 @@ def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[D
     from sreval.provenance import resolve_device
     from sreval.results import open_store
 
+    ranks = ranks_from_env()
     protocol = Protocol(degradation=args.degradation, y_mode=args.y_mode)
     files = asset_paths(args.asset)
     names = split_list(args.metrics) if args.metrics else default_metrics(files)
     metrics, unavailable = select_metrics(names, protocol, files)
     for name, reason in unavailable.items():
-        log.warning("metric %s unavailable: %s", name, reason)
+        if ranks is None or ranks.is_main:
+            log.warning("metric %s unavailable: %s", name, reason)
     if not metrics:
         raise SrevalError(f"none of the metrics {','.join(names)!r} can be computed (see above)")
     device = resolve_device(args.device)
+    if ranks is not None:
+        from sreval.cli.sharded import benchmark_sharded
+
+        run = benchmark_sharded(args, ranks, methods, datasets, metrics, protocol=protocol, device=device,
+                                command=command)  # fmt: skip
+        if run is not None:
+            report(args, *run, unavailable)
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)  # fail on a bad --out or database before the long computation
     store = open_store(settings.db_url(args.db))
     try:
@@ -104,12 +117,30 @@ def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[D
             command=command,
             progress=not args.quiet,
         )  # fmt: skip
-        run_id = store.save_run(result.record)
+        run_id, store_s = save_timed(store, result)
     finally:
         store.close()
-    write_csv(result.per_image, args.out / "per_image.csv")
-    write_csv(result.summary, args.out / "summary.csv")
+    write_results(args, result)
+    report(args, result, run_id, store_s, unavailable)
+    return 0
 
+
+def format_timings(timings: dict[str, float], store_s: float) -> list[str]:
+    """One line per phase of the run, in the run's order (the keys are the runner's), then storing: seconds and
+    share of the total (phases of a sharded run are summed over its processes, so they can pass 100 %)."""
+    total = timings.get("total", 0.0)
+    phases = {**timings, "store": store_s}
+    width = max(len(name) for name in phases)
+
+    def share(seconds: float) -> str:
+        return f"{100 * seconds / total:5.1f} %" if total > 0 else "    - %"
+
+    return [f"  {name:<{width}}  {seconds:9.3f} s  {share(seconds)}" for name, seconds in phases.items()]
+
+
+def report(
+    args: argparse.Namespace, result: BenchmarkResult, run_id: int, store_s: float, unavailable: dict[str, str]
+) -> None:
     print(format_summary(result.summary))
     for name in unavailable:
         print(f"{name}: unavailable (model file missing: `sreval assets` shows where it was looked for)")
@@ -122,7 +153,9 @@ def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[D
         f"\nrun {run_id} stored; wrote {args.out / 'per_image.csv'} and {args.out / 'summary.csv'}"
         f" in {result.timings['total']:.1f} s on {result.record.device}"
     )
-    return 0
+    if args.phase_times or getattr(args, "verbose", False):
+        print("phases (seconds, share of the total):")
+        print("\n".join(format_timings(result.timings, store_s)))
 
 
 def cmd_run_benchmarks(args: argparse.Namespace) -> int:

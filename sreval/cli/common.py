@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -12,7 +13,9 @@ from sreval.errors import SrevalError
 from sreval.fileutil import atomic_open
 
 if TYPE_CHECKING:
+    from sreval.benchmark.runner import BenchmarkResult
     from sreval.inference import InferenceOptions
+    from sreval.results import Store
 
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -42,6 +45,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="Y channel: MATLAB's rounded uint8 Y (published tables, default) or unrounded float")
     p.add_argument("--out", required=True, type=Path, help="folder for per_image.csv and summary.csv")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", dest="phase_times", action="store_true",
+                   help="also print the time each phase of the run took (as does `sreval -v`)")
+    p.add_argument("--dist-timeout", type=float, default=1800.0, metavar="SECONDS",
+                   help="under torchrun: how long a process waits for the others (to start, to finish their share)"
+                        " before the run fails (default: 1800)")
 
 
 def add_inference_options(p: argparse.ArgumentParser) -> None:
@@ -87,3 +95,16 @@ def write_csv(df: pd.DataFrame, path: Path) -> None:
     """Atomic: a reader never sees half a file, an interrupted run never leaves one."""
     with atomic_open(path, newline="") as f:
         df.to_csv(f, index=False)  # shortest repr that round-trips every float64
+
+
+def save_timed(store: Store, result: BenchmarkResult) -> tuple[int, float]:
+    """The stored run's id and the seconds storing it took."""
+    tick = time.perf_counter()
+    run_id = store.save_run(result.record)
+    return run_id, time.perf_counter() - tick
+
+
+def write_results(args: argparse.Namespace, result: BenchmarkResult) -> None:
+    """A run's per_image.csv and summary.csv in its --out folder."""
+    write_csv(result.per_image, args.out / "per_image.csv")
+    write_csv(result.summary, args.out / "summary.csv")
