@@ -69,7 +69,13 @@ class Rater:
 
 def settle(rater: Rater, page: Any = None) -> None:
     """Until the page shows the rater's next item, whole, with its image drawn and its buttons enabled."""
-    (page or rater.page).wait_for_function(SETTLED, arg=rater.position, timeout=SETTLE_MS)
+    shown = page or rater.page
+    try:
+        shown.wait_for_function(SETTLED, arg=rater.position, timeout=SETTLE_MS)
+    except Exception as exc:  # say which rater and what the page shows instead
+        stage = shown.evaluate("() => document.querySelector('.sreval-stage')?.dataset.item ?? null")
+        body = " | ".join(shown.inner_text("body").split("\n"))[:600]
+        raise AssertionError(f"{rater.name} not at item {rater.position} (stage {stage}): {body}") from exc
 
 
 def answer(rater: Rater, page: Any = None, score: int | None = None) -> int:
