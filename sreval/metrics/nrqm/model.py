@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,66 @@ class Forest:
 
 
 @dataclass(frozen=True)
+class ForestSet:
+    """Several forests as one: every tree of every forest side by side, node arrays padded to the deepest
+    forest's node count, split variables turned into indices of the concatenated feature vector. All trees
+    then advance together, one gather per level."""
+
+    left: torch.Tensor  # (nodes, trees), 0-based, -1 = no daughter
+    right: torch.Tensor
+    variable: torch.Tensor  # 0-based index into the concatenated features
+    threshold: torch.Tensor
+    value: torch.Tensor
+    steps: torch.Tensor  # (trees,) the most steps a tree may take: its forest's node count
+    forest_of: torch.Tensor  # (trees,) which forest each tree belongs to
+    n_forests: int
+
+    @staticmethod
+    def of(forests: tuple[Forest, ...], sizes: tuple[int, ...]) -> ForestSet:
+        n_nodes = max(f.left.shape[0] for f in forests)
+        offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+
+        def pad(t: torch.Tensor, fill: float) -> torch.Tensor:
+            return torch.nn.functional.pad(t, (0, 0, 0, n_nodes - t.shape[0]), value=fill)
+
+        def var(f: Forest, offset: int, size: int) -> torch.Tensor:
+            # 0 marks a terminal node; pyiqa then reads index −1, the group's last feature.
+            return torch.where(f.variable == 0, size, f.variable) - 1 + offset
+
+        return ForestSet(
+            left=torch.cat([pad(f.left - 1, -1) for f in forests], dim=1),
+            right=torch.cat([pad(f.right - 1, -1) for f in forests], dim=1),
+            variable=torch.cat([pad(var(f, o, n), 0) for f, o, n in zip(forests, offsets, sizes, strict=True)], 1),
+            threshold=torch.cat([pad(f.threshold, 0) for f in forests], dim=1),
+            value=torch.cat([pad(f.value, 0) for f in forests], dim=1),
+            steps=torch.cat([torch.full((f.left.shape[1],), f.left.shape[0]) for f in forests]),
+            forest_of=torch.cat([torch.full((f.left.shape[1],), i) for i, f in enumerate(forests)]),
+            n_forests=len(forests),
+        )
+
+    def predict(self, features: torch.Tensor) -> torch.Tensor:
+        """Per forest, the mean over its trees of the leaf each reaches (the rule of `Forest.predict`): the
+        walk goes left when feature <= split point and stops at a node without daughter; a tree that finds
+        none within its forest's node count keeps the last node, as pyiqa's loop does."""
+        x = features.to(torch.float64)
+        n_trees = self.left.shape[1]
+        trees = torch.arange(n_trees)
+        node = torch.zeros(n_trees, dtype=torch.long)
+        done = torch.zeros(n_trees, dtype=torch.bool)
+        for step in range(int(self.steps.max())):
+            go_left = x[self.variable[node, trees]] <= self.threshold[node, trees]
+            nxt = torch.where(go_left, self.left[node, trees], self.right[node, trees])
+            done = done | (nxt < 0) | (step + 1 >= self.steps)
+            if bool(done.all()):
+                break
+            node = torch.where(done, node, nxt)
+        leaf_values = self.value[node, trees]
+        sums = torch.zeros(self.n_forests, dtype=torch.float64).index_add_(0, self.forest_of, leaf_values)
+        counts = torch.bincount(self.forest_of, minlength=self.n_forests).to(torch.float64)
+        return sums / counts
+
+
+@dataclass(frozen=True)
 class NrqmModel:
     """Three forests (local frequency, global frequency, spatial) and the linear weights [b0, b1, b2, b3]:
     score = b0 + b1·rf1 + b2·rf2 + b3·rf3."""
@@ -56,6 +116,11 @@ class NrqmModel:
     source: str
     #: The container the file used ("MATLAB 5/7 .mat", "MATLAB 7.3 .mat (HDF5)"); the numbers do not depend on it.
     file_format: str = ""
+    #: The three forests laid side by side for evaluation (built from `forests`).
+    combined: ForestSet = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "combined", ForestSet.of(self.forests, FEATURE_SIZES))
 
 
 _FOREST_FIELDS = {"lDau": "left", "rDau": "right", "mbest": "variable", "upper": "threshold", "avnode": "value"}
@@ -89,10 +154,10 @@ def load_nrqm_model(path: Path) -> NrqmModel:
 def _forest(path: Path, i: int, fields: dict[str, np.ndarray]) -> Forest:
     where = f"model.rf{{{i + 1}}}"
     arrays: dict[str, torch.Tensor] = {}
-    for field, attr in _FOREST_FIELDS.items():
-        a = np.asarray(fields[field])
+    for name, attr in _FOREST_FIELDS.items():
+        a = np.asarray(fields[name])
         if a.ndim != 2 or a.size == 0:
-            raise SrevalError(f"{path}: {where}.{field} should be a nodes×trees array, got shape {a.shape}")
+            raise SrevalError(f"{path}: {where}.{name} should be a nodes×trees array, got shape {a.shape}")
         is_index = attr in ("left", "right", "variable")
         arrays[attr] = torch.from_numpy(a.astype(np.int64 if is_index else np.float64))
     shapes = {tuple(t.shape) for t in arrays.values()}
@@ -112,5 +177,5 @@ def _forest(path: Path, i: int, fields: dict[str, np.ndarray]) -> Forest:
 
 def nrqm_score(features: tuple[torch.Tensor, torch.Tensor, torch.Tensor], model: NrqmModel) -> torch.Tensor:
     """Ma's score (float64 scalar): b0 + Σ b_g · forest_g(features_g), each forest the mean over its trees."""
-    preds = [forest.predict(f) for forest, f in zip(model.forests, features, strict=True)]
-    return torch.stack([torch.ones((), dtype=torch.float64), *preds]) @ model.linear
+    preds = model.combined.predict(torch.cat([f.reshape(-1).to(torch.float64) for f in features]))
+    return torch.cat([torch.ones(1, dtype=torch.float64), preds]) @ model.linear
