@@ -1,0 +1,81 @@
+"""The previous, plainer formulations of NRQM steps that sreval now computes by faster routes, kept to check
+that the fast routes give the same numbers on arbitrary inputs (tests/test_nrqm_fast.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sreval.metrics.nrqm.stats import gauss_kernel
+from sreval.metrics.nrqm.steerable import N_BANDS, resize_f32
+
+F64 = torch.float64
+
+
+def gsm_normalise(bands: list[torch.Tensor]) -> list[torch.Tensor]:
+    """GSM normalisation as pyiqa lays it out: unfold + columns, a linear solve for every neighbourhood, the
+    parent enlarged here."""
+    out = []
+    for idx, band in enumerate(bands):
+        si, bi = divmod(idx, N_BANDS)
+        h, w = band.shape
+        cols = [F.unfold(band[None, None], 3)[0].T]
+        n_window = 9
+        if idx + N_BANDS < len(bands):
+            parent = resize_f32(bands[idx + N_BANDS], (h, w))
+            cols.append(parent[1:-1, 1:-1].reshape(-1, 1))
+            n_window += 1
+        for ni in range(N_BANDS):
+            if ni != bi:
+                cols.append(bands[si * N_BANDS + ni][1:-1, 1:-1].reshape(-1, 1))
+        t = torch.cat(cols, dim=1)
+        cov = t.T @ t / t.shape[0]
+        evals, evecs = torch.linalg.eigh(cov)
+        pos = evals * (evals > 0)
+        pos_sum = pos.sum()
+        evals = pos * evals.sum() / (pos_sum + (pos_sum == 0).to(F64))
+        cov = evecs @ torch.diag(evals) @ evecs.T
+        centre = band[1:-1, 1:-1].reshape(-1)
+        centre = centre - centre.mean()
+        quad = (torch.linalg.solve(cov.T, t.T).T * t / n_window).sum(dim=1)
+        z = quad.sqrt()
+        mask = z != 0
+        g = (centre * mask / (z * mask + 1e-12)).reshape(h - 2, w - 2)
+        gb = 16 >> si
+        g = g[gb:-gb, gb:-gb]
+        out.append(g - g.mean())
+    return out
+
+
+def contrast_structure(images: list[torch.Tensor], pairs: list[tuple[int, int]]) -> torch.Tensor:
+    """Mean SSIM contrast-structure of each pair by a direct float64 'valid' filter with the 11×11 window."""
+    win = gauss_kernel(11, 1.5)[None, None]
+    c2 = (0.03 * 255) ** 2
+
+    def filt(x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x[None, None], win)[0, 0]
+
+    out = []
+    for i, j in pairs:
+        x, y = images[i], images[j]
+        mx, my = filt(x), filt(y)
+        vx, vy = filt(x * x) - mx**2, filt(y * y) - my**2
+        cov = filt(x * y) - mx * my
+        out.append(F.relu((2 * cov + c2) / (vx + vy + c2)).mean())
+    return torch.stack(out)
+
+
+def walk_tree(forest: dict[str, Any], t: int, x: np.ndarray) -> float:
+    """pyiqa's tree walk, step for step: at most one step per node row; a terminal node's split variable is 0,
+    read as index −1; the value is that of the last node compared."""
+    k = prev = 0
+    for _ in range(forest["lDau"].shape[0]):
+        var = int(forest["mbest"][k, t]) - 1
+        prev = k
+        k = int((forest["lDau"] if x[var] <= forest["upper"][k, t] else forest["rDau"])[k, t]) - 1
+        if k == -1:
+            break
+    return float(forest["avnode"][prev, t])

@@ -1,0 +1,117 @@
+"""NRQM's fast routes against the plainer formulations they replaced (tests/nrqm_reference.py), on random inputs
+of awkward sizes: the GSM normalisation, the FFT contrast-structure, and the three forests evaluated as one set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nrqm_reference as reference
+import numpy as np
+import pytest
+import torch
+
+from sreval.metrics.nrqm.gsm import contrast_structure, gsm_normalise
+from sreval.metrics.nrqm.model import Forest, ForestSet
+from sreval.metrics.nrqm.steerable import N_BANDS, resize_f32, steerable_pyramid
+
+SIZES = (18, 45, 75)
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(((a - b).abs() / b.abs().clamp(min=1e-12)).max())
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (65, 97), (83, 70)])
+def test_gsm_normalise_equals_previous_formulation(shape: tuple[int, int]) -> None:
+    gen = torch.Generator().manual_seed(shape[0] * 1000 + shape[1])
+    img = torch.rand(shape, generator=gen, dtype=torch.float64) * 255
+    _, bands = steerable_pyramid(img)
+    parents = [resize_f32(b, shape) for b in bands[N_BANDS:]]
+    fast = gsm_normalise(bands, parents)
+    slow = reference.gsm_normalise(bands)
+    assert [f.shape for f in fast] == [s.shape for s in slow]
+    for f, s in zip(fast, slow, strict=True):
+        # Both solve the same 15×15 system; they differ in rounding only (the solve's order of operations).
+        assert _relative(f, s) <= 1e-10
+
+
+@pytest.mark.parametrize("shape", [(11, 11), (12, 30), (47, 53), (64, 97), (97, 64)])
+def test_contrast_structure_equals_direct_filter(shape: tuple[int, int]) -> None:
+    gen = torch.Generator().manual_seed(shape[0] + 7 * shape[1])
+    images = [torch.randn(shape, generator=gen, dtype=torch.float64) * 40 for _ in range(5)]
+    images[1] = images[0] * 0.5 + images[1] * 0.1  # a correlated pair, so cs is far from 0
+    pairs = [(0, 1), (0, 4), (2, 3), (4, 1), (3, 3)]
+    fast = contrast_structure(images, pairs)
+    slow = reference.contrast_structure(images, pairs)
+    assert fast.shape == (len(pairs),)
+    assert float((fast - slow).abs().max()) <= 1e-12
+
+
+def _grown_forest(rng: np.random.Generator, n_features: int, n_tree: int, n_rows: int) -> dict[str, Any]:
+    """Unbalanced trees as randomForest grows them (a node splits while it holds more than 5 samples, into two
+    uneven parts), stored in shuffled rows of `n_rows`-row arrays (unused rows stay zero)."""
+    out: dict[str, Any] = {
+        "lDau": np.zeros((n_rows, n_tree), np.int32),
+        "rDau": np.zeros((n_rows, n_tree), np.int32),
+        "upper": np.zeros((n_rows, n_tree)),
+        "avnode": np.zeros((n_rows, n_tree)),
+        "mbest": np.zeros((n_rows, n_tree), np.int32),
+    }
+    for t in range(n_tree):
+        sizes = [int(rng.integers(20, 120))]
+        children: list[tuple[int, int]] = []
+        k = 0
+        while k < len(sizes):
+            if sizes[k] > 5 and len(sizes) + 2 <= n_rows:
+                left = int(rng.integers(1, sizes[k]))
+                children.append((len(sizes), len(sizes) + 1))
+                sizes += [left, sizes[k] - left]
+            else:
+                children.append((-1, -1))
+            k += 1
+        row = np.concatenate([[0], 1 + rng.permutation(n_rows - 1)])
+        for node, (a, b) in enumerate(children):
+            r = row[node]
+            out["avnode"][r, t] = rng.normal()
+            if a >= 0:
+                out["lDau"][r, t], out["rDau"][r, t] = row[a] + 1, row[b] + 1
+                out["mbest"][r, t] = rng.integers(n_features) + 1
+                out["upper"][r, t] = rng.normal()
+    return out
+
+
+def _forest(fields: dict[str, Any]) -> Forest:
+    return Forest(
+        left=torch.from_numpy(fields["lDau"].astype(np.int64)),
+        right=torch.from_numpy(fields["rDau"].astype(np.int64)),
+        variable=torch.from_numpy(fields["mbest"].astype(np.int64)),
+        threshold=torch.from_numpy(fields["upper"]),
+        value=torch.from_numpy(fields["avnode"]),
+    )
+
+
+def test_forest_set_equals_tree_by_tree_walk() -> None:
+    rng = np.random.default_rng(8)
+    # Different tree counts and node rows per forest, so the padding and the per-forest means are exercised.
+    raw = [
+        _grown_forest(rng, n, n_tree, rows) for n, n_tree, rows in zip(SIZES, (7, 3, 12), (90, 250, 40), strict=True)
+    ]
+    # A malformed tree that loops between two nodes: the walk stops after one step per node row, as pyiqa's does.
+    loop = raw[2]
+    loop["lDau"][:, 0], loop["rDau"][:, 0] = 0, 0
+    loop["lDau"][0, 0] = loop["rDau"][0, 0] = 2
+    loop["lDau"][1, 0] = loop["rDau"][1, 0] = 1
+    loop["mbest"][:2, 0] = 1
+    forests = tuple(_forest(f) for f in raw)
+    combined = ForestSet.of(forests, SIZES)
+    for _ in range(30):
+        feats = [rng.normal(size=n) for n in SIZES]
+        got = combined.predict(torch.from_numpy(np.concatenate(feats)))
+        want = [
+            np.mean([reference.walk_tree(f, t, x) for t in range(f["lDau"].shape[1])])
+            for f, x in zip(raw, feats, strict=True)
+        ]
+        assert got.dtype == torch.float64
+        np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-12)
+        for g, forest, x in zip(got, forests, feats, strict=True):
+            assert abs(float(g) - float(forest.predict(torch.from_numpy(x)))) <= 1e-12
