@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 
 import sreval.metrics.niqe as niqe_module
+import sreval.metrics.niqe_blocks as niqe_blocks
+import sreval.metrics.niqe_kernels as niqe_kernels
 from sreval.matlab.imresize import imresize_float
 from sreval.metrics.niqe_blocks import SHIFTS, aggd_tables, block_features, grid_index
 from sreval.metrics.niqe_kernels import RADIUS, _half_taps, imresize_half, mscn_float, mscn_integer, window_rings
@@ -76,6 +78,16 @@ def test_mscn_is_the_reference_bit_for_bit(name: str, plane: np.ndarray) -> None
     assert torch.equal(ours.signbit(), reference.signbit()), name  # even the sign of zeros
 
 
+def test_strips_of_rows_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernels work on bands of rows; bands of 8 rows (the least) give the same bits as one band."""
+    for name, plane in _adversarial_planes().items():
+        whole = niqe_module._mscn(torch.from_numpy(plane)[None, None])
+        monkeypatch.setattr(niqe_kernels, "STRIP_PIXELS", 1)
+        banded = niqe_module._mscn(torch.from_numpy(plane)[None, None])
+        monkeypatch.undo()
+        assert torch.equal(whole, banded), name
+
+
 def test_integer_and_float_paths_agree_on_integers() -> None:
     for name, plane in _adversarial_planes().items():
         if np.array_equal(plane, np.round(plane)) and plane.min() >= 0 and plane.max() <= 255:
@@ -131,7 +143,7 @@ def _reference_block_features(structdis: np.ndarray, block: int) -> np.ndarray:
     return torch.stack(feats, dim=-1)[0].numpy()
 
 
-def test_block_features_equal_the_reference() -> None:
+def test_block_features_equal_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     """Random coefficients with zeros, a block of zeros (NaN features), a one-signed block, a lone nonzero value;
     blocks are taken down the columns. Sums run in another order than torch's: relative 1e-12."""
     rng = np.random.default_rng(3)
@@ -146,3 +158,5 @@ def test_block_features_equal_the_reference() -> None:
     assert ours.shape == (12, 18) and np.isnan(ours[0]).any()
     np.testing.assert_allclose(ours, reference, rtol=1e-12, atol=0)
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(reference))
+    monkeypatch.setattr(niqe_blocks, "BATCH_PIXELS", 1)  # one block column at a time
+    np.testing.assert_array_equal(block_features(structdis, 24), ours)

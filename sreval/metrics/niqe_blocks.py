@@ -52,42 +52,68 @@ def grid_index(r_grid: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def _pieces(shift: int, size: int) -> list[tuple[slice, slice]]:
-    """(destination, source) slices of one axis for MATLAB's circshift by `shift` (np.roll's direction)."""
-    s = shift % size
-    pieces = [(slice(s, size), slice(0, size - s))]
-    if s:
-        pieces.append((slice(0, s), slice(size - s, size)))
+    """(destination, source) slices of one axis for MATLAB's circshift by `shift` (np.roll's direction): first
+    the part that does not wrap around, then the part that does (if any)."""
+    pieces = [(slice(max(shift, 0), size + min(shift, 0)), slice(max(-shift, 0), size - max(shift, 0)))]
+    if shift > 0:
+        pieces.append((slice(0, shift), slice(size - shift, size)))
+    elif shift < 0:
+        pieces.append((slice(size + shift, size), slice(0, -shift)))
     return pieces
 
 
 def _shifted_product(blocks: np.ndarray, shift: tuple[int, int], out: np.ndarray) -> None:
-    """out = blocks · circshift(blocks, shift) within each block of (n, B, B)."""
+    """out = blocks · circshift(blocks, shift) within each block of (n, B, B).
+
+    One contiguous product over all blocks with the flat offset of the shift is right wherever the shift does
+    not wrap around the block; the rows and columns where it does (one of each per block) are redone.
+    """
     size = blocks.shape[-1]
-    for rows, rows_from in _pieces(shift[0], size):
-        for cols, cols_from in _pieces(shift[1], size):
-            np.multiply(blocks[:, rows, cols], blocks[:, rows_from, cols_from], out=out[:, rows, cols])
+    offset = shift[0] * size + shift[1]
+    if offset <= 0:
+        raise ValueError(f"shift {shift} must point forward in the block")
+    flat, flat_out = blocks.reshape(-1), out.reshape(-1)
+    np.multiply(flat[offset:], flat[:-offset], out=flat_out[offset:])
+    for k, (rows, rows_from) in enumerate(_pieces(shift[0], size)):
+        for m, (cols, cols_from) in enumerate(_pieces(shift[1], size)):
+            if k or m:
+                np.multiply(blocks[:, rows, cols], blocks[:, rows_from, cols_from], out=out[:, rows, cols])
 
 
-def _aggd(values: np.ndarray) -> tuple[np.ndarray, ...]:
-    """LIVE `estimateaggdparam` of each row of (m, n): (alpha, beta_l, beta_r, gamma(2/α)/gamma(1/α)).
+def _moments(values: np.ndarray) -> np.ndarray:
+    """What the AGGD fit needs of each row of (m, n): Σ v² and count of v < 0, the same of v > 0, Σ |v| → (5, m)."""
+    below = np.minimum(values, 0.0)
+    above = np.maximum(values, 0.0)
+    return np.stack(
+        [
+            np.einsum("ij,ij->i", below, below),
+            np.count_nonzero(below, axis=-1),
+            np.einsum("ij,ij->i", above, above),
+            np.count_nonzero(above, axis=-1),
+            above.sum(-1) - below.sum(-1),
+        ]
+    )
+
+
+def _aggd(moments: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+    """LIVE `estimateaggdparam` from `_moments` of n values: (alpha, beta_l, beta_r, gamma(2/α)/gamma(1/α)).
 
     An empty side gives 0/0 = NaN, as MATLAB's mean([]) does.
     """
     alpha_grid, r_grid, beta_factor, mean_factor = aggd_tables()
-    n = values.shape[-1]
-    below = np.minimum(values, 0.0)
-    above = np.maximum(values, 0.0)
-    sq_below = np.einsum("ij,ij->i", below, below)
-    sq_above = np.einsum("ij,ij->i", above, above)
-    mean_abs = (above.sum(-1) - below.sum(-1)) / n
+    sq_below, n_below, sq_above, n_above, abs_sum = moments
     with np.errstate(invalid="ignore", divide="ignore"):
-        left = np.sqrt(sq_below / np.count_nonzero(below, axis=-1))
-        right = np.sqrt(sq_above / np.count_nonzero(above, axis=-1))
+        left = np.sqrt(sq_below / n_below)
+        right = np.sqrt(sq_above / n_above)
         g = left / right
-        rhat = mean_abs**2 / ((sq_below + sq_above) / n)
+        rhat = (abs_sum / n) ** 2 / ((sq_below + sq_above) / n)
         rhatnorm = rhat * (g**3 + 1) * (g + 1) / (g**2 + 1) ** 2
     i = grid_index(r_grid, rhatnorm)
     return alpha_grid[i], left * beta_factor[i], right * beta_factor[i], mean_factor[i]
+
+
+#: Coefficients per batch of whole block columns: the batch's 5 arrays then stay in the processor's caches.
+BATCH_PIXELS = 1 << 16
 
 
 def block_features(mscn: np.ndarray, block: int) -> np.ndarray:
@@ -95,15 +121,19 @@ def block_features(mscn: np.ndarray, block: int) -> np.ndarray:
     blocks down the columns like MATLAB."""
     h, w = mscn.shape
     rows, cols = h // block, w // block
-    n_blocks = rows * cols
-    arrays = np.empty((1 + len(SHIFTS), n_blocks, block, block))
-    # Column-major block order: block c·rows + r is rows r·B.., columns c·B..
-    arrays[0].reshape(cols, rows, block, block)[...] = mscn.reshape(rows, block, cols, block).transpose(2, 0, 1, 3)
-    for k, shift in enumerate(SHIFTS, start=1):
-        _shifted_product(arrays[0], shift, arrays[k])
-    alpha, beta_l, beta_r, mean_factor = (
-        p.reshape(1 + len(SHIFTS), n_blocks) for p in _aggd(arrays.reshape(-1, block * block))
-    )
+    step = max(1, BATCH_PIXELS // (h * block))
+    arrays = np.empty((1 + len(SHIFTS), rows * min(step, cols), block, block))
+    moments = []
+    for left in range(0, cols, step):
+        n = min(step, cols - left)
+        batch = arrays[:, : rows * n]
+        # Column-major block order: block c·rows + r is rows r·B.., columns c·B..
+        columns = mscn[:, left * block : (left + n) * block]
+        batch[0].reshape(n, rows, block, block)[...] = columns.reshape(rows, block, n, block).transpose(2, 0, 1, 3)
+        for k, shift in enumerate(SHIFTS, start=1):
+            _shifted_product(batch[0], shift, batch[k])
+        moments.append(_moments(batch.reshape(-1, block * block)).reshape(5, 1 + len(SHIFTS), rows * n))
+    alpha, beta_l, beta_r, mean_factor = _aggd(np.concatenate(moments, axis=-1), block * block)
     feats = [alpha[0], (beta_l[0] + beta_r[0]) / 2]
     for k in range(1, 1 + len(SHIFTS)):
         feats += [alpha[k], (beta_r[k] - beta_l[k]) * mean_factor[k], beta_l[k], beta_r[k]]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -59,52 +60,103 @@ def _ring_shape(offsets: tuple[tuple[int, int], ...]) -> tuple[int, int]:
     return a, b
 
 
-def _ring_totals(padded: np.ndarray, h: int, w: int) -> list[np.ndarray]:
-    """Σ over each ring (all its offsets, mirror images included) of the padded plane's values around each pixel.
+def _flat_padded(plane: np.ndarray, dtype: type) -> tuple[np.ndarray, int]:
+    """The plane with a 'replicate' border of RADIUS pixels (one more row above and below), flattened, and its
+    row length. A window offset (dy, dx) is then the flat offset dy·row + dx: every step is one contiguous 1-D
+    operation over whole padded rows (numpy runs those several times faster than 2-D slices); the values in the
+    border columns are garbage and are cut off at the end."""
+    r = RADIUS
+    padded: np.ndarray = np.pad(plane.astype(dtype, copy=False), ((r + 1, r + 1), (r, r)), mode="edge")
+    return padded.reshape(-1), padded.shape[1]
+
+
+def _crop(flat: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The (h, w) plane inside a result computed over h whole padded rows."""
+    return flat.reshape(h, -1)[:, RADIUS : RADIUS + w]
+
+
+class _RingTotals:
+    """Σ over one ring (all its offsets, mirror images included) of the plane's values around each pixel, over
+    the h rows of the plane (flat, padded rows of length `row`; see `_flat_padded`), one ring at a time into a
+    reused buffer.
 
     Built from horizontal pair sums p[j−d] + p[j+d] and their vertical pair sums, so the 9 rings cost 21 additions.
-    Exact in the integer dtype of `padded` (the caller makes sure nothing overflows).
+    Exact in the integer dtype of `flat` (the caller makes sure nothing overflows).
     """
-    r = RADIUS
-    centre = padded[:, r : r + w]
-    across = {d: padded[:, r - d : r - d + w] + padded[:, r + d : r + d + w] for d in range(1, r + 1)}
 
-    def down(a: np.ndarray, d: int) -> np.ndarray:
-        pairs: np.ndarray = a[r - d : r - d + h] + a[r + d : r + d + h]
-        return pairs
+    def __init__(self, flat: np.ndarray, row: int, h: int) -> None:
+        r = RADIUS
+        n = (h + 2 * r) * row  # the rows a vertical pair sum reads: the plane's and r above and below
+        self.row, self.size, self.middle = row, h * row, r * row  # where the plane's rows start within those n
+        self.across = [flat[row : row + n]]  # d = 0: the plane itself
+        self.across += [flat[row - d : row - d + n] + flat[row + d : row + d + n] for d in range(1, r + 1)]
+        self.out, self.other = np.empty(self.size, flat.dtype), np.empty(self.size, flat.dtype)
 
-    totals = []
-    for _, offsets in window_rings():
-        a, b = _ring_shape(offsets)
+    def _down(self, a: np.ndarray, d: int, out: np.ndarray) -> np.ndarray:
+        up, down = self.middle - d * self.row, self.middle + d * self.row
+        result: np.ndarray = np.add(a[up : up + self.size], a[down : down + self.size], out=out)
+        return result
+
+    def ring(self, a: int, b: int) -> np.ndarray:
+        """The total over (±a, ±b) and (±b, ±a), a <= b (valid until the next call)."""
         if a == 0:
-            totals.append(across[b][r : r + h] + down(centre, b))
-        elif a == b:
-            totals.append(down(across[a], a))
-        else:
-            totals.append(down(across[b], a) + down(across[a], b))
-    return totals
+            self._down(self.across[0], b, self.out)
+            np.add(self.out, self.across[b][self.middle : self.middle + self.size], out=self.out)
+            return self.out
+        self._down(self.across[b], a, self.out)
+        if a == b:
+            return self.out
+        np.add(self.out, self._down(self.across[a], b, self.other), out=self.out)
+        return self.out
 
 
-def _weighted_mscn(ring_sums: list[np.ndarray], ring_squares: list[np.ndarray]) -> np.ndarray:
-    """−dev / (sqrt|Σ w·dev² − dev²| + 1), dev = Σ w·(ring sum): the float64 steps, in ring order.
+class _Weighting:
+    """−dev / (sqrt|Σ w·dev² − dev²| + 1), dev = Σ w·(ring sum): the float64 steps, ring by ring.
 
     The operations and their order are those of the torch formulation this replaces (dev and var accumulated
     from zero ring by ring, var −= dev², then the quotient): the same bits. −dev/(s + 1) is written as
     dev/(−1 − s), which rounds identically (IEEE rounding is symmetric in sign).
     """
-    weights = [weight for weight, _ in window_rings()]
-    dev = np.multiply(ring_sums[0], weights[0], dtype=np.float64)
-    var = np.multiply(ring_squares[0], weights[0], dtype=np.float64)
-    scratch = np.empty_like(dev)
-    for k in range(1, len(weights)):
-        dev += np.multiply(ring_sums[k], weights[k], out=scratch, dtype=np.float64)
-        var += np.multiply(ring_squares[k], weights[k], out=scratch, dtype=np.float64)
-    var -= np.multiply(dev, dev, out=scratch)
-    np.abs(var, out=var)
-    np.sqrt(var, out=var)
-    np.subtract(-1.0, var, out=var)
-    mscn: np.ndarray = np.divide(dev, var, out=dev)
-    return mscn
+
+    def __init__(self, size: int) -> None:
+        self.dev, self.var, self.scratch = np.empty(size), np.empty(size), np.empty(size)
+        self.first = True
+
+    def add(self, ring_sum: np.ndarray, ring_square: np.ndarray, weight: float) -> None:
+        if self.first:
+            np.multiply(ring_sum, weight, out=self.dev, dtype=np.float64)
+            np.multiply(ring_square, weight, out=self.var, dtype=np.float64)
+            self.first = False
+            return
+        self.dev += np.multiply(ring_sum, weight, out=self.scratch, dtype=np.float64)
+        self.var += np.multiply(ring_square, weight, out=self.scratch, dtype=np.float64)
+
+    def mscn(self) -> np.ndarray:
+        dev, var = self.dev, self.var
+        var -= np.multiply(dev, dev, out=self.scratch)
+        np.abs(var, out=var)
+        np.sqrt(var, out=var)
+        np.subtract(-1.0, var, out=var)
+        result: np.ndarray = np.divide(dev, var, out=dev)
+        return result
+
+
+#: Pixels per strip of rows: the ~10 planes a strip works on then stay in the processor's caches (a whole
+#: Urban100 image's would not), while each numpy call still covers enough pixels to hide its overhead.
+STRIP_PIXELS = 1 << 16
+
+
+def _by_strips(plane: np.ndarray, dtype: type, strip: Callable[[np.ndarray, int, int], np.ndarray]) -> np.ndarray:
+    """Run `strip(flat, row, h)` on bands of rows of the padded plane; each band's flat view has the layout
+    `_flat_padded` gives a plane of h rows (its RADIUS + 1 rows of context above and below included)."""
+    h, w = plane.shape
+    flat, row = _flat_padded(plane, dtype)
+    out = np.empty(h * row)
+    rows = max(8, STRIP_PIXELS // row)
+    for top in range(0, h, rows):
+        n = min(rows, h - top)
+        out[top * row : (top + n) * row] = strip(flat[top * row : (top + n + 2 * RADIUS + 2) * row], row, n)
+    return _crop(out, h, w)
 
 
 def mscn_integer(plane: np.ndarray) -> np.ndarray:
@@ -114,21 +166,27 @@ def mscn_integer(plane: np.ndarray) -> np.ndarray:
     Q_k = Σ (x_o − x)² = Σ x_o² − x·(Σ x_o + S_k) (int32: <= 8·255²). Every value is exact, so these are the
     integers any summation order of the deviations gives.
     """
-    h, w = plane.shape
-    r = RADIUS
-    x = plane.astype(np.int16)
-    padded = np.pad(x, r, mode="edge")
-    squares = padded.astype(np.int32)
+    return _by_strips(plane, np.int16, _integer_strip)
+
+
+def _integer_strip(flat: np.ndarray, row: int, h: int) -> np.ndarray:
+    squares = flat.astype(np.int32)
     squares *= squares
-    totals, square_totals = _ring_totals(padded, h, w), _ring_totals(squares, h, w)
+    totals, square_totals = _RingTotals(flat, row, h), _RingTotals(squares, row, h)
+    start, size = (RADIUS + 1) * row, h * row
+    x = flat[start : start + size]
     times = {n: x * np.int16(n) for n in (4, 8)}
-    ring_sums, ring_squares = [], []
-    for total, square_total, (_, offsets) in zip(totals, square_totals, window_rings(), strict=True):
-        ring_sum = total - times[2 * len(offsets)]
-        both = total + ring_sum  # 2·Σ x_o − n·x, within int16
-        ring_sums.append(ring_sum)
-        ring_squares.append(square_total - np.multiply(x, both, dtype=np.int32))
-    return _weighted_mscn(ring_sums, ring_squares)
+    ring_sum, both, product = np.empty(size, np.int16), np.empty(size, np.int16), np.empty(size, np.int32)
+    weighting = _Weighting(size)
+    for weight, offsets in window_rings():
+        a, b = _ring_shape(offsets)
+        total = totals.ring(a, b)
+        np.subtract(total, times[2 * len(offsets)], out=ring_sum)
+        np.add(total, ring_sum, out=both)  # 2·Σ x_o − n·x, within int16
+        np.multiply(x, both, out=product, dtype=np.int32)
+        ring_square = np.subtract(square_totals.ring(a, b), product, out=product)
+        weighting.add(ring_sum, ring_square, weight)
+    return weighting.mscn()
 
 
 def mscn_float(plane: np.ndarray) -> np.ndarray:
@@ -138,30 +196,29 @@ def mscn_float(plane: np.ndarray) -> np.ndarray:
     towards o at p is e(p), the one towards −o is −e(p−o) (IEEE subtraction is antisymmetric), so the pair sum
     a + b is e(p) − e(p−o) and a² + b² is e(p)² + e(p−o)², the same bits as computing a and b separately.
     """
-    h, w = plane.shape
-    r = RADIUS
-    padded = np.pad(plane, r, mode="edge")
-    ring_sums, ring_squares = [], []
-    for _, offsets in window_rings():
-        ring_sum = ring_square = None
-        for dy, dx in offsets:  # dy >= 0
-            left = max(dx, 0)
-            rows, cols = slice(r - dy, r + h), slice(r - left, r + w + max(-dx, 0))
-            diff = padded[rows.start + dy : rows.stop + dy, cols.start + dx : cols.stop + dx] - padded[rows, cols]
-            square = diff * diff
-            here = (slice(dy, dy + h), slice(left, left + w))
-            there = (slice(0, h), slice(left - dx, left - dx + w))
-            pair = diff[here] - diff[there]
-            if ring_sum is None or ring_square is None:
-                ring_sum, ring_square = pair, square[here] + square[there]
+    return _by_strips(plane, np.float64, _float_strip)
+
+
+def _float_strip(flat: np.ndarray, row: int, h: int) -> np.ndarray:
+    start, n = (RADIUS + 1) * row, h * row
+    longest = RADIUS * row + RADIUS
+    diff_buffer, square_buffer = np.empty(n + longest), np.empty(n + longest)
+    ring_sum, ring_square, pair = np.empty(n), np.empty(n), np.empty(n)
+    weighting = _Weighting(n)
+    for weight, offsets in window_rings():
+        for k, (dy, dx) in enumerate(offsets):
+            s = dy * row + dx  # > 0: offsets are the half with (dy, dx) > (0, 0)
+            diff = np.subtract(flat[start : start + n + s], flat[start - s : start + n], out=diff_buffer[: n + s])
+            square = np.multiply(diff, diff, out=square_buffer[: n + s])
+            if k == 0:
+                np.subtract(diff[s:], diff[:n], out=ring_sum)
+                np.add(square[s:], square[:n], out=ring_square)
             else:
-                ring_sum += pair
-                ring_square += square[here]
-                ring_square += square[there]
-        assert ring_sum is not None and ring_square is not None
-        ring_sums.append(ring_sum)
-        ring_squares.append(ring_square)
-    return _weighted_mscn(ring_sums, ring_squares)
+                ring_sum += np.subtract(diff[s:], diff[:n], out=pair)
+                ring_square += square[s:]
+                ring_square += square[:n]
+        weighting.add(ring_sum, ring_square, weight)
+    return weighting.mscn()
 
 
 @functools.cache
