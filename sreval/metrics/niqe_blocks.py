@@ -132,7 +132,7 @@ def block_features(mscn: np.ndarray, block: int) -> np.ndarray:
         batch[0].reshape(n, rows, block, block)[...] = columns.reshape(rows, block, n, block).transpose(2, 0, 1, 3)
         for k, shift in enumerate(SHIFTS, start=1):
             _shifted_product(batch[0], shift, batch[k])
-        moments.append(_moments(batch.reshape(-1, block * block)).reshape(5, 1 + len(SHIFTS), rows * n))
+        moments.append(np.stack([_moments(array.reshape(rows * n, block * block)) for array in batch], axis=1))
     alpha, beta_l, beta_r, mean_factor = _aggd(np.concatenate(moments, axis=-1), block * block)
     feats = [alpha[0], (beta_l[0] + beta_r[0]) / 2]
     for k in range(1, 1 + len(SHIFTS)):
