@@ -48,15 +48,19 @@ class Forest:
 
 @dataclass(frozen=True)
 class ForestSet:
-    """Several forests as one: every tree of every forest side by side, node arrays padded to the deepest
+    """Several forests as one: every tree of every forest side by side, node arrays padded to the largest
     forest's node count, split variables turned into indices of the concatenated feature vector. All trees
-    then advance together, one gather per level."""
+    then advance together, one gather per array and level.
 
-    left: torch.Tensor  # (nodes, trees), 0-based, -1 = no daughter
+    Each array is stored flat, tree after tree ((trees × nodes,), node k of tree t at t·nodes + k), because a
+    1-D index_select is far cheaper than torch's general two-index gather."""
+
+    left: torch.Tensor  # flat row of the left daughter (t·nodes + k), -1 = none
     right: torch.Tensor
     variable: torch.Tensor  # 0-based index into the concatenated features
     threshold: torch.Tensor
     value: torch.Tensor
+    n_nodes: int
     steps: torch.Tensor  # (trees,) the most steps a tree may take: its forest's node count
     forest_of: torch.Tensor  # (trees,) which forest each tree belongs to
     n_forests: int
@@ -66,19 +70,30 @@ class ForestSet:
         n_nodes = max(f.left.shape[0] for f in forests)
         offsets = [sum(sizes[:i]) for i in range(len(sizes))]
 
-        def pad(t: torch.Tensor, fill: float) -> torch.Tensor:
-            return torch.nn.functional.pad(t, (0, 0, 0, n_nodes - t.shape[0]), value=fill)
+        def flat(parts: list[torch.Tensor], fill: float) -> torch.Tensor:
+            padded = [torch.nn.functional.pad(t, (0, 0, 0, n_nodes - t.shape[0]), value=fill) for t in parts]
+            return torch.cat(padded, dim=1).T.contiguous().reshape(-1)
 
         def var(f: Forest, offset: int, size: int) -> torch.Tensor:
             # 0 marks a terminal node; pyiqa then reads index −1, the group's last feature.
             return torch.where(f.variable == 0, size, f.variable) - 1 + offset
 
+        n_trees = sum(f.left.shape[1] for f in forests)
+        base = (torch.arange(n_trees) * n_nodes)[None, :]
+        first = 0
+        daughters: dict[str, list[torch.Tensor]] = {"left": [], "right": []}
+        for f in forests:
+            tree_base = base[:, first : first + f.left.shape[1]]
+            for name, d in (("left", f.left), ("right", f.right)):
+                daughters[name].append(torch.where(d > 0, d - 1 + tree_base, -1))
+            first += f.left.shape[1]
         return ForestSet(
-            left=torch.cat([pad(f.left - 1, -1) for f in forests], dim=1),
-            right=torch.cat([pad(f.right - 1, -1) for f in forests], dim=1),
-            variable=torch.cat([pad(var(f, o, n), 0) for f, o, n in zip(forests, offsets, sizes, strict=True)], 1),
-            threshold=torch.cat([pad(f.threshold, 0) for f in forests], dim=1),
-            value=torch.cat([pad(f.value, 0) for f in forests], dim=1),
+            left=flat(daughters["left"], -1),
+            right=flat(daughters["right"], -1),
+            variable=flat([var(f, o, n) for f, o, n in zip(forests, offsets, sizes, strict=True)], 0),
+            threshold=flat([f.threshold for f in forests], 0),
+            value=flat([f.value for f in forests], 0),
+            n_nodes=n_nodes,
             steps=torch.cat([torch.full((f.left.shape[1],), f.left.shape[0]) for f in forests]),
             forest_of=torch.cat([torch.full((f.left.shape[1],), i) for i, f in enumerate(forests)]),
             n_forests=len(forests),
@@ -89,18 +104,17 @@ class ForestSet:
         walk goes left when feature <= split point and stops at a node without daughter; a tree that finds
         none within its forest's node count keeps the last node, as pyiqa's loop does."""
         x = features.to(torch.float64)
-        n_trees = self.left.shape[1]
-        trees = torch.arange(n_trees)
-        node = torch.zeros(n_trees, dtype=torch.long)
+        n_trees = self.steps.numel()
+        node = torch.arange(n_trees) * self.n_nodes  # every root
         done = torch.zeros(n_trees, dtype=torch.bool)
         for step in range(int(self.steps.max())):
-            go_left = x[self.variable[node, trees]] <= self.threshold[node, trees]
-            nxt = torch.where(go_left, self.left[node, trees], self.right[node, trees])
+            go_left = x.index_select(0, self.variable.index_select(0, node)) <= self.threshold.index_select(0, node)
+            nxt = torch.where(go_left, self.left.index_select(0, node), self.right.index_select(0, node))
             done = done | (nxt < 0) | (step + 1 >= self.steps)
             if bool(done.all()):
                 break
             node = torch.where(done, node, nxt)
-        leaf_values = self.value[node, trees]
+        leaf_values = self.value.index_select(0, node)
         sums = torch.zeros(self.n_forests, dtype=torch.float64).index_add_(0, self.forest_of, leaf_values)
         counts = torch.bincount(self.forest_of, minlength=self.n_forests).to(torch.float64)
         return sums / counts
