@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -193,13 +192,14 @@ def niqe_features(plane: torch.Tensor, block: int = 96) -> torch.Tensor:
     return _batch_features(plane, block)[0]
 
 
-def _matlab_pinv(a: torch.Tensor) -> torch.Tensor:
-    """MATLAB `pinv`: drop singular values <= max(size) · eps(largest singular value)."""
-    u, s, vh = torch.linalg.svd(a)
+def _matlab_pinv(a: np.ndarray) -> np.ndarray:
+    """MATLAB `pinv` of (..., n, n): drop singular values <= max(size) · eps(largest singular value)."""
+    u, s, vh = np.linalg.svd(a)
     largest = s[..., :1]
-    tol = max(a.shape[-2:]) * (torch.nextafter(largest, torch.full_like(largest, math.inf)) - largest)
-    s_inv = torch.where(s > tol, 1 / s, 0.0)
-    inverse: torch.Tensor = (vh.mT * s_inv[..., None, :]) @ u.mT
+    tol = max(a.shape[-2:]) * (np.nextafter(largest, np.inf) - largest)
+    with np.errstate(divide="ignore"):
+        s_inv = np.where(s > tol, 1 / s, 0.0)
+    inverse: np.ndarray = (np.swapaxes(vh, -1, -2) * s_inv[..., None, :]) @ np.swapaxes(u, -1, -2)
     return inverse
 
 
@@ -207,9 +207,10 @@ def niqe(plane: torch.Tensor, model: NiqeModel, block: int = 96) -> torch.Tensor
     """NIQE of each image of a plane batch (N, 1, H, W) on the 0..255 scale → (N,) float64, lower is better.
 
     The caller chooses the plane: PIRM 2018 scores MATLAB Y (rgb2ycbcr, uint8) with 4 px shaved; the LIVE
-    `computequality` itself turns an RGB image into rgb2gray. Runs on the plane's device.
+    `computequality` itself turns an RGB image into rgb2gray. Computed on the CPU; the result is on the plane's
+    device.
     """
-    feats = _batch_features(plane, block)
+    feats = _batch_features(plane, block).cpu().numpy()
     n_images, n_blocks, _ = feats.shape
     if n_blocks < 2:
         h, w = plane.shape[-2:]
@@ -217,21 +218,23 @@ def niqe(plane: torch.Tensor, model: NiqeModel, block: int = 96) -> torch.Tensor
             f"NIQE needs at least 2 blocks of {block}x{block} pixels, got one from a {h}x{w} image "
             "(MATLAB's nanmean/nancov would treat the one block's 36 features as a single vector)"
         )
-    nan = feats.isnan()
-    # nanmean: per column over the non-NaN entries.
-    mu = torch.where(nan, 0.0, feats).sum(1) / (~nan).sum(1)
+    nan = np.isnan(feats)
+    # nanmean: per column over the non-NaN entries (an all-NaN column, of a textureless image, is refused below).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = np.where(nan, 0.0, feats).sum(1) / (~nan).sum(1)
     # nancov: rows without any NaN; normalised by n - 1, and a zero matrix for a single complete row.
     complete = ~nan.any(-1)
     n_complete = complete.sum(1)
-    if bool((n_complete == 0).any()):
+    if (n_complete == 0).any():
         bad = [i for i, c in enumerate(n_complete.tolist()) if c == 0]
         raise SrevalError(
             f"NIQE is undefined for an image without texture: every {block}x{block} block of image(s) {bad} "
             "of the batch has undefined features (flat areas)"
         )
-    rows = torch.where(complete[..., None], feats, 0.0)
-    centred = torch.where(complete[..., None], rows - rows.sum(1, keepdim=True) / n_complete[:, None, None], 0.0)
-    cov = centred.mT @ centred / (n_complete - 1).clamp(min=1)[:, None, None]
-    diff = model.mu.to(feats.device, torch.float64) - mu
-    inv = _matlab_pinv((model.cov.to(feats.device, torch.float64) + cov) / 2)
-    return torch.sqrt(((diff[:, None, :] @ inv) @ diff[..., None]).reshape(n_images))
+    rows = np.where(complete[..., None], feats, 0.0)
+    centred = np.where(complete[..., None], rows - rows.sum(1, keepdims=True) / n_complete[:, None, None], 0.0)
+    cov = np.swapaxes(centred, -1, -2) @ centred / np.maximum(n_complete - 1, 1)[:, None, None]
+    diff = model.mu.cpu().numpy() - mu
+    inv = _matlab_pinv((model.cov.cpu().numpy() + cov) / 2)
+    scores = np.sqrt(((diff[:, None, :] @ inv) @ diff[..., None]).reshape(n_images))
+    return torch.from_numpy(scores).to(plane.device)
