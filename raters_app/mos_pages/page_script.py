@@ -64,7 +64,9 @@ PAGE_SCRIPT = """
       answered = last.render;
       banner().style.display = "none";
       pending = {item: last.item, page: pageId(), timer: setTimeout(
-        () => notSaved("Your answer did not reach the study server. Please answer again."), __TIMEOUT__)};
+        // Unconfirmed is all the page knows: the server may have stored the answer and gone away before replying.
+        // Answering again is safe either way (an answer the study already has is not stored twice).
+        () => notSaved("The study server has not confirmed your answer. Please answer again."), __TIMEOUT__)};
     };
     // Decides about the pending answer once a whole new page has arrived (its marker): the same item drawn
     // again means the answer was not saved, unless the server says why (a refusal of its own, shown); another
