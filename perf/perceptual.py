@@ -1,8 +1,9 @@
 """Per-image cost of NIQE and of the NRQM (Ma) feature extraction: sreval vs pyiqa, image by image, same inputs.
 
 Both are fed the same PIRM plane (MATLAB Y of the uint8 image, 4 px shaved, float64). The script checks that the
-values agree (NIQE to 1e-6, NRQM features to 1e-6 relative) and prints per-image times and the speed ratios.
-Target: ≥ 3× on CPU.
+values agree (NIQE to 1e-6, NRQM features to 1e-6 relative) and prints per-image times and the speed ratios, one
+row per image with its size, then the totals. Targets on CPU: ≥ 10× pyiqa per image for NIQE, ≥ 20× for the NRQM
+features. PI end to end (features, a full-size stand-in forest model and NIQE) is timed by perf/pi.py.
 
 pyiqa is optional in sreval (non-commercial licence, heavy). Run this in an environment that has it, set up as
 `.ci/run` does: `pip install torch==2.14.1 torchvision==0.29.1`, `pip install -e ".[pyiqa]"`, then

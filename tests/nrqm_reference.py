@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from sreval.metrics.nrqm.stats import gauss_kernel
-from sreval.metrics.nrqm.steerable import N_BANDS, resize_f32
+from sreval.metrics.nrqm.steerable import N_BANDS, _cubic
 
 F64 = torch.float64
 
@@ -79,3 +79,37 @@ def walk_tree(forest: dict[str, Any], t: int, x: np.ndarray) -> float:
         if k == -1:
             break
     return float(forest["avnode"][prev, t])
+
+
+def resize_dim_f32(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    """The float32 bicubic enlargement along one dimension with torch's general indexing (pyiqa's layout)."""
+    n_in = x.shape[dim]
+    if size == n_in:
+        return x
+    scale = size / n_in
+    taps = 6
+    pos = (torch.linspace(0, size - 1, steps=size, dtype=torch.float32) + 0.5) / scale - 0.5
+    base = pos.floor() - (taps // 2) + 1
+    dist = pos - base
+    weight = _cubic(torch.stack([dist - k for k in range(taps)]))
+    weight = weight / weight.sum(dim=0, keepdim=True)
+    first = base.long()
+    pre = max(int(-first.min()), 0)
+    post = max(int(first.max()) + taps - 1 - n_in + 1, 0)
+    idx = torch.arange(-pre, n_in + post)
+    idx = torch.where(idx < 0, -idx - 1, idx)
+    idx = torch.where(idx >= n_in, 2 * n_in - 1 - idx, idx)
+    rows = first + pre
+    if dim == 0:
+        padded = x[idx]
+        prods = [padded[rows + k] * weight[k][:, None] for k in range(taps)]
+    else:
+        padded = x[:, idx]
+        prods = [padded[:, rows + k] * weight[k][None, :] for k in range(taps)]
+    return torch.stack(prods).sum(dim=0)
+
+
+def resize_f32(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """pyiqa's imresize for enlargement: float32 inside, float64 out."""
+    y = x.to(torch.float32)
+    return resize_dim_f32(resize_dim_f32(y, 0, size[0]), 1, size[1]).to(torch.float64)

@@ -1,5 +1,6 @@
 """NRQM's fast routes against the plainer formulations they replaced (tests/nrqm_reference.py), on random inputs
-of awkward sizes: the GSM normalisation, the FFT contrast-structure, and the three forests evaluated as one set."""
+of awkward sizes: the GSM normalisation, the FFT contrast-structure, the three forests evaluated as one set, the
+float32 resize and the GGD shape lookup by 1-D gathers."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 
 from sreval.metrics.nrqm.gsm import contrast_structure, gsm_normalise
 from sreval.metrics.nrqm.model import Forest, ForestSet
+from sreval.metrics.nrqm.stats import _ggd_table, ggd_shape
 from sreval.metrics.nrqm.steerable import N_BANDS, resize_f32, steerable_pyramid
 
 SIZES = (18, 45, 75)
@@ -115,3 +117,25 @@ def test_forest_set_equals_tree_by_tree_walk() -> None:
         np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-12)
         for g, forest, x in zip(got, forests, feats, strict=True):
             assert abs(float(g) - float(forest.predict(torch.from_numpy(x)))) <= 1e-12
+
+
+@pytest.mark.parametrize(("shape", "size"), [((32, 32), (64, 64)), ((17, 40), (33, 80)), ((95, 126), (189, 251))])
+def test_resize_f32_bit_identical_to_general_indexing(shape: tuple[int, int], size: tuple[int, int]) -> None:
+    """The float32 result depends on the exact products and their summation order: it must not move by a bit."""
+    gen = torch.Generator().manual_seed(size[0])
+    x = torch.randn(shape, generator=gen, dtype=torch.float64) * 30
+    assert torch.equal(resize_f32(x, size), reference.resize_f32(x, size))
+
+
+def test_ggd_shape_equals_argmin_over_the_grid() -> None:
+    gen = torch.Generator().manual_seed(3)
+    gamma, table = _ggd_table()
+    # Rows from heavy- to light-tailed, plus rows whose ρ sits exactly on grid values and beyond both ends.
+    x = torch.randn(200, 48, generator=gen, dtype=torch.float64) ** 3 * torch.rand(
+        200, 1, generator=gen, dtype=torch.float64
+    )
+    got = ggd_shape(x)
+    mean = x.mean(dim=-1, keepdim=True)
+    rho = x.var(dim=-1, keepdim=True) / ((x - mean).abs().mean(dim=-1, keepdim=True) ** 2 + 1e-7)
+    want = gamma[(rho - table[None]).abs().argmin(dim=-1)]
+    assert torch.equal(got, want)

@@ -61,7 +61,7 @@ def _orientation_index() -> list[list[int]]:
     return [horizontal, diagonal, vertical]
 
 
-_ORIENTATIONS = _orientation_index()
+_ORIENTATIONS = [torch.tensor(idx) for idx in _orientation_index()]
 
 
 def _mean_lowest(sorted_x: torch.Tensor, frac: float) -> torch.Tensor:
@@ -83,7 +83,7 @@ def _block_dct_features(level: torch.Tensor) -> torch.Tensor:
 
     shape = torch.sort(ggd_shape(ac)).values
     cv = torch.sort(coeff_var(ac, 1e-7)).values
-    per_orientation = torch.stack([coeff_var(coef[:, idx], 1e-8) for idx in _ORIENTATIONS], dim=-1)
+    per_orientation = torch.stack([coeff_var(coef.index_select(1, idx), 1e-8) for idx in _ORIENTATIONS], dim=-1)
     orient = torch.sort(per_orientation.var(dim=-1)).values
     return torch.stack(
         [

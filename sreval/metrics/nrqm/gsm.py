@@ -75,8 +75,12 @@ def contrast_structure(images: list[torch.Tensor], pairs: list[tuple[int, int]])
     var = local_mean(stack * stack) - mu**2
     ix = torch.tensor([i for i, _ in pairs])
     iy = torch.tensor([j for _, j in pairs])
-    cov = local_mean(stack[ix] * stack[iy]) - mu[ix] * mu[iy]
-    cs = F.relu((2 * cov + c2) / (var[ix] + var[iy] + c2))
+
+    def pick(t: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return t.index_select(0, i)
+
+    cov = local_mean(pick(stack, ix) * pick(stack, iy)) - pick(mu, ix) * pick(mu, iy)
+    cs = F.relu((2 * cov + c2) / (pick(var, ix) + pick(var, iy) + c2))
     return cs.mean(dim=(1, 2))
 
 

@@ -36,13 +36,13 @@ def ggd_shape(x: torch.Tensor) -> torch.Tensor:
     pos = torch.searchsorted(r_up, rho)  # r_up[pos-1] < rho <= r_up[pos]
     hi = (n - 1 - pos).clamp(0, n - 1)  # index in r of the entry >= rho (smaller γ index... larger r)
     lo = (n - pos).clamp(0, n - 1)  # index in r of the entry < rho
-    d_hi = (rho - r[hi]).abs()
-    d_lo = (rho - r[lo]).abs()
+    d_hi = (rho - r.index_select(0, hi.reshape(-1)).reshape(hi.shape)).abs()
+    d_lo = (rho - r.index_select(0, lo.reshape(-1)).reshape(lo.shape)).abs()
     first, second = torch.minimum(hi, lo), torch.maximum(hi, lo)
     d_first = torch.where(first == hi, d_hi, d_lo)
     d_second = torch.where(first == hi, d_lo, d_hi)
     idx = torch.where(d_second < d_first, second, first)
-    return gamma[idx]
+    return gamma.index_select(0, idx.reshape(-1)).reshape(idx.shape)
 
 
 def coeff_var(x: torch.Tensor, eps: float) -> torch.Tensor:
