@@ -6,9 +6,9 @@ randomForest's layout, plus the linear layer), writes it as a MATLAB .mat, and p
 prints are therefore NOT real Ma/PI scores; they only show that both programs compute the same thing. Before any
 time is compared it checks that both give the same stand-in Ma score (to 1e-9 absolute).
 
-Input: a 512×512 crop of an Urban100 HR image (sreval: uint8 RGB, pyiqa: RGB in 0..1); both take it from there (PIRM plane:
-rounded Y, 4 px shaved; NIQE; NRQM features; forests; PI = ½((10 − Ma) + NIQE)). The forest evaluation (6,000
-trees) is also timed on its own. Run in the pyiqa environment (see perf/perceptual.py):
+Input: a 512×512 crop of an Urban100 HR image (sreval: uint8 RGB, pyiqa: RGB in 0..1); both take it from there
+(PIRM plane: rounded Y, 4 px shaved; NIQE; NRQM features; forests; PI = ½((10 − Ma) + NIQE)). The forest
+evaluation (6,000 trees) is also timed on its own. Run in the pyiqa environment (see perf/perceptual.py):
 
     PYTHONPATH=. python perf/pi.py [--data-root ../shared/data] [--image img_001.png]
 """
