@@ -143,7 +143,7 @@ class _Weighting:
 
 #: Pixels per strip of rows: the ~10 planes a strip works on then stay in the processor's caches (a whole
 #: Urban100 image's would not), while each numpy call still covers enough pixels to hide its overhead.
-STRIP_PIXELS = 1 << 16
+STRIP_PIXELS = 1 << 15
 
 
 def _by_strips(plane: np.ndarray, dtype: type, strip: Callable[[np.ndarray, int, int], np.ndarray]) -> np.ndarray:
