@@ -16,6 +16,9 @@ differ by 0.34 on Set5 `head` (dark background), and CPU and GPU convolutions wo
 from the centre are summed per mirror pair and ring of equal weight, so such windows give exactly 0 on every
 device. Images without such windows match MATLAB to ~1e-13 (`tests/test_niqe.py` gives the numbers).
 
+The per-pixel and per-block work runs in numpy on the CPU whatever the input's device (`niqe_kernels`: MSCN and
+the half-scale imresize; `niqe_blocks`: the AGGD fits), then the result goes back to the input's device.
+
 Degenerate inputs are refused rather than scored: an image smaller than one block, a single block (MATLAB's
 `nanmean`/`nancov` then treat the 36 features as one vector and return a meaningless number), and an image whose
 every block has an undefined feature (a flat image; MATLAB's `pinv` fails on the all-NaN covariance).
