@@ -42,9 +42,7 @@ _MAGIC: dict[str, tuple[bytes, ...]] = {
 }
 _FORMATS = (*_MAGIC, "WEBP")
 _ALLOWED_FORMATS = "PNG, JPEG, BMP, TIFF, GIF or WebP"
-_ALLOWED_MODES = (
-    "grayscale, RGB, 1-bit, palette, or grayscale/RGB with an alpha channel that is fully opaque"
-)
+_ALLOWED_MODES = "grayscale, RGB, 1-bit, palette, or grayscale/RGB with an alpha channel that is fully opaque"
 _GRAY_MODES = frozenset({"1", "L", "LA"})
 _COLOUR_MODES = frozenset({"P", "PA", "RGB", "RGBA"})
 _PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk type and its constant CRC
@@ -134,13 +132,18 @@ def pixels_sha256(pixels: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def save_png(path: str | os.PathLike[str], pixels: np.ndarray, *, compress_level: int = 6) -> None:
+def save_png(
+    path: str | os.PathLike[str], pixels: np.ndarray, *, compress_level: int = 6, durable: bool = True
+) -> None:
     """Write uint8 (H, W, 1|3) or (H, W) pixels as a PNG that `load_image` reads back identically.
 
     `compress_level` (0-9) trades file size for time; caches use 1 (about 5x faster to write than 6).
 
     Atomic (a temporary file in the same folder, then `os.replace`), so an interrupted run never leaves a
     half-written PNG in a cache or results folder for a later run to trust. Parent folders are created.
+    `durable=False` skips forcing the bytes to disk before the rename: after a power cut the file may then be
+    missing or damaged (never silently wrong: a damaged PNG fails its checksums when read), which suits a
+    cache that recomputes such entries.
     """
     path = Path(path)
     hwc = _as_hwc(pixels, f"cannot save image '{path}'", allow_2d=True)
@@ -152,8 +155,9 @@ def save_png(path: str | os.PathLike[str], pixels: np.ndarray, *, compress_level
         try:
             with open(temporary, "xb") as file:
                 image.save(file, format="PNG", compress_level=compress_level)
-                file.flush()
-                os.fsync(file.fileno())
+                if durable:
+                    file.flush()
+                    os.fsync(file.fileno())
             os.replace(temporary, path)
         finally:
             temporary.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ table. Changing any input gives a new key, so a stale entry is never read and no
 from __future__ import annotations
 
 import hashlib
+import threading
 import typing  # typing.Protocol by its full name: in sreval, `Protocol` is the evaluation protocol
 from pathlib import Path
 
@@ -35,6 +36,8 @@ class Cache:
         self.root = root
         self.enabled = enabled
         self.metric_store = metric_store
+        # Benchmark workers share one cache; a store's connection is not assumed to take concurrent calls.
+        self._store_lock = threading.Lock()
 
     @staticmethod
     def sr_key(method_identity: str, hr_sha256: str, protocol_key: str) -> str:
@@ -58,13 +61,17 @@ class Cache:
 
     def put_sr(self, key: str, pixels: np.ndarray) -> None:
         if self.enabled:
-            save_png(self._sr_path(key), pixels, compress_level=1)
+            # Not forced to disk: an entry lost or damaged by a power cut is missing or unreadable (PNG
+            # checksums), and so recomputed, as `get_sr` does for any damaged entry.
+            save_png(self._sr_path(key), pixels, compress_level=1, durable=False)
 
     def get_metrics(self, key: str) -> dict[str, float]:
         if not self.enabled or self.metric_store is None:
             return {}
-        return self.metric_store.cached_metrics(key)
+        with self._store_lock:
+            return self.metric_store.cached_metrics(key)
 
     def put_metrics(self, key: str, values: dict[str, float]) -> None:
         if self.enabled and self.metric_store is not None:
-            self.metric_store.cache_metrics(key, values)
+            with self._store_lock:
+                self.metric_store.cache_metrics(key, values)

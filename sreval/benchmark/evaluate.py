@@ -4,7 +4,8 @@ study shows is the one `run-benchmarks` scored, from the same cache entry."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -16,7 +17,7 @@ from sreval.datasets.registry import Dataset, ImageEntry
 from sreval.imageio import LoadedImage, pixels_sha256, to_tensor
 from sreval.matlab.imresize import imresize
 from sreval.methods.base import Method, MethodInput
-from sreval.metrics import Metric, score_all
+from sreval.metrics import LumaMetric, Metric, score_all
 from sreval.protocol import Protocol
 
 
@@ -25,12 +26,35 @@ def make_lr(hr: torch.Tensor, protocol: Protocol) -> torch.Tensor:
     return imresize(hr, 1 / protocol.scale, variant=protocol.degradation)
 
 
+#: Seconds by phase name, added to as the work is done (a run's `timings`).
+Timings = MutableMapping[str, float]
+
+
+def _add(timings: Timings | None, phase: str, seconds: float) -> None:
+    if timings is not None:
+        timings[phase] = timings.get(phase, 0.0) + seconds
+
+
 def method_input(
-    dataset: Dataset, entry: ImageEntry, hr: LoadedImage, protocol: Protocol, device: torch.device | None = None
+    dataset: Dataset,
+    entry: ImageEntry,
+    hr: LoadedImage,
+    protocol: Protocol,
+    device: torch.device | None = None,
+    *,
+    timings: Timings | None = None,
 ) -> MethodInput:
-    """What methods see of one image; its LR is made (on `device`, default CPU) when a method first asks for it."""
+    """What methods see of one image; its LR is made (on `device`, default CPU) when a method first asks for it,
+    and the time that takes is added to `timings["lr"]`."""
     where = device or torch.device("cpu")
-    return MethodInput(dataset, entry, hr, protocol, lambda: make_lr(to_tensor(hr.pixels).to(where), protocol), where)
+
+    def degrade() -> torch.Tensor:
+        tick = time.perf_counter()
+        lr = make_lr(to_tensor(hr.pixels).to(where), protocol)
+        _add(timings, "lr", time.perf_counter() - tick)
+        return lr
+
+    return MethodInput(dataset, entry, hr, protocol, degrade, where)
 
 
 class Source(Enum):
@@ -41,21 +65,38 @@ class Source(Enum):
     READ = "read"  # a method that reads existing files (a folder, the HR itself): never cached
 
 
-def produce_sr(method: Method, item: MethodInput, cache: Cache | None) -> tuple[np.ndarray, Source]:
+def produce_sr(
+    method: Method, item: MethodInput, cache: Cache | None, *, timings: Timings | None = None
+) -> tuple[np.ndarray, Source]:
     """The SR image of `method` for `item`, and where it came from. The only SR cache lookup: computed outputs are
-    looked up under `Cache.sr_key` (method identity, HR checksum, protocol) and stored there when computed."""
+    looked up under `Cache.sr_key` (method identity, HR checksum, protocol) and stored there when computed.
+
+    `timings`: the cache lookup and the method go to "sr" (less the LR made meanwhile, which is "lr"), writing
+    the cache entry to "encode". The entry is written before this returns, so no value is ever stored for an SR
+    image whose cache file was not written."""
+    tick = time.perf_counter()
+    lr_before = timings.get("lr", 0.0) if timings is not None else 0.0
+
+    def sr_done() -> None:
+        lr_made = (timings.get("lr", 0.0) if timings is not None else 0.0) - lr_before
+        _add(timings, "sr", time.perf_counter() - tick - lr_made)
+
     if not method.computes_output:
         pixels, source = method.super_resolve(item), Source.READ
-    else:
-        key = Cache.sr_key(method.identity(), item.hr.sha256, item.protocol.key())
-        cached = cache.get_sr(key) if cache is not None else None
-        if cached is not None:
-            pixels, source = cached, Source.CACHED
-        else:
-            pixels, source = method.super_resolve(item), Source.COMPUTED
-            if cache is not None:
-                cache.put_sr(key, pixels)
-    return pixels, source
+        sr_done()
+        return pixels, source
+    key = Cache.sr_key(method.identity(), item.hr.sha256, item.protocol.key())
+    cached = cache.get_sr(key) if cache is not None else None
+    if cached is not None:
+        sr_done()
+        return cached, Source.CACHED
+    pixels = method.super_resolve(item)
+    sr_done()
+    if cache is not None:
+        tick = time.perf_counter()
+        cache.put_sr(key, pixels)
+        _add(timings, "encode", time.perf_counter() - tick)
+    return pixels, Source.COMPUTED
 
 
 @dataclass
@@ -67,19 +108,44 @@ class Scores:
     computed: int
 
 
-def score(sr: np.ndarray, hr_sha256: str, hr: torch.Tensor, metrics: Sequence[Metric], cache: Cache) -> Scores:
+def timed_apart(metrics: Sequence[Metric]) -> list[str]:
+    """Names of the metrics whose time is a phase of its own (all but PSNR/SSIM/RMSE, which share "metrics")."""
+    return [m.info.name for m in metrics if not isinstance(m, LumaMetric)]
+
+
+def score(
+    sr: np.ndarray,
+    hr_sha256: str,
+    hr: torch.Tensor,
+    metrics: Sequence[Metric],
+    cache: Cache,
+    *,
+    timings: Timings | None = None,
+    reference_planes: dict[object, torch.Tensor] | None = None,
+) -> Scores:
     """`metrics` of the pair (SR pixels, HR tensor on the device to score on), through the metric cache (key: SR
-    pixel checksum and HR file checksum, then each metric's own key)."""
+    pixel checksum and HR file checksum, then each metric's own key).
+
+    `timings`: each metric of `timed_apart` adds its time under its name, the rest (hashing, the metric cache,
+    PSNR/SSIM/RMSE) under "metrics". `reference_planes`: one dict per HR image, so that its luma plane is made
+    once for all the methods scored against it (see `score_all`)."""
+    tick = time.perf_counter()
     key = Cache.pair_key(pixels_sha256(sr), hr_sha256)
     known = cache.get_metrics(key)
     values = {m.info.name: known[m.cache_key] for m in metrics if m.cache_key in known}
     missing = [m for m in metrics if m.cache_key not in known]
     fresh: dict[str, float] = {}
+    apart: dict[str, float] = {}
     if missing:
-        scores = score_all(missing, to_tensor(sr).to(hr.device), hr)
+        own = dict.fromkeys(timed_apart(missing), 0.0)
+        scores = score_all(missing, to_tensor(sr).to(hr.device), hr, timings=own, reference_planes=reference_planes)
         for metric in missing:
             values[metric.info.name] = fresh[metric.cache_key] = float(scores[metric.info.name][0])
+        apart = {name: own[name] for name in timed_apart(missing)}
     if fresh:
         cache.put_metrics(key, fresh)
+    for name, seconds in apart.items():
+        _add(timings, name, seconds)
+    _add(timings, "metrics", time.perf_counter() - tick - sum(apart.values()))
     ordered = {m.info.name: values[m.info.name] for m in metrics}  # stable column order, cached or not
     return Scores(ordered, cached=len(metrics) - len(missing), computed=len(missing))

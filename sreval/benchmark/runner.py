@@ -1,15 +1,19 @@
 """The benchmark loop: datasets × images × methods → SR image → metrics (both through the evaluation path,
 `sreval.benchmark.evaluate`, and its caches) → tables.
 
-Loop order is dataset, image, method so that each HR image is read, verified and degraded once.
+The unit of work is one HR image with its methods, so that each HR image is read, verified and degraded once;
+images are processed by a few worker threads at once (torch, Pillow, zlib and hashlib release the GIL).
 Nothing is stored until everything has been computed: the caller saves the finished run in one transaction.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +25,9 @@ import torch
 from sreval import __version__
 from sreval import progress as progress_lines
 from sreval.benchmark.cache import Cache
-from sreval.benchmark.evaluate import Source, method_input, produce_sr, score
+from sreval.benchmark.evaluate import Source, method_input, produce_sr, score, timed_apart
 from sreval.datasets.registry import Dataset, ImageEntry, load_hr, require_files
+from sreval.errors import ParameterError
 from sreval.imageio import to_tensor
 from sreval.methods.base import Method
 from sreval.metrics import Metric
@@ -110,6 +115,62 @@ def plan_work(methods: Sequence[Method], datasets: Sequence[Dataset]) -> list[Wo
     return work
 
 
+#: The phases of a share's timings, in the order they happen to an image; metrics that are not PSNR/SSIM/RMSE
+#: (NIQE, Ma, ...) follow as phases of their own, named after the metric, and `finish` adds `total`.
+PHASES = ("decode", "lr", "sr", "encode", "metrics")
+
+
+def default_workers(device: torch.device) -> int:
+    """Images scored at once: one per usable core on the CPU (each with one torch thread, which on a busy
+    machine is far faster than torch's threads, whose barriers wait for descheduled cores), one on an accelerator."""
+    return min(len(os.sched_getaffinity(0)), 8) if device.type == "cpu" else 1
+
+
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class _Done:
+    """One item's results with its own counts and phase times (workers keep no shared state)."""
+
+    result: ItemResult
+    counts: Counts
+    timings: dict[str, float]
+
+
+def _compute_item(
+    item: WorkItem, metrics: Sequence[Metric], protocol: Protocol, data_root: Path, cache: Cache, device: torch.device
+) -> _Done:
+    counts, timings = Counts(), phase_timings(metrics)
+    tick = time.perf_counter()
+    hr = load_hr(item.entry, data_root)
+    hr_tensor = to_tensor(hr.pixels).to(device)
+    timings["decode"] += time.perf_counter() - tick
+    inputs = method_input(item.dataset, item.entry, hr, protocol, device, timings=timings)
+    reference_planes: dict[object, torch.Tensor] = {}  # the HR's luma plane, made once for all methods
+    rows: list[tuple[str, str, str, str, float]] = []
+    for method in item.methods:
+        sr, source = produce_sr(method, inputs, cache, timings=timings)
+        counts.count(source)
+        scores = score(sr, hr.sha256, hr_tensor, metrics, cache, timings=timings, reference_planes=reference_planes)
+        counts.metrics_cached += scores.cached
+        counts.metrics_computed += scores.computed
+        rows.extend((method.name, item.dataset.key, item.entry.name, k, v) for k, v in scores.values.items())
+    return _Done(ItemResult(ImageRecord(item.dataset.key, item.entry.name, hr.sha256), rows), counts, timings)
+
+
+def phase_timings(metrics: Sequence[Metric]) -> dict[str, float]:
+    """Zeroed phase times in their order: `PHASES`, then one per metric that is timed on its own."""
+    return dict.fromkeys([*PHASES, *timed_apart(metrics)], 0.0)
+
+
 def compute_share(
     work: Sequence[WorkItem],
     metrics: Sequence[Metric],
@@ -119,30 +180,47 @@ def compute_share(
     cache: Cache,
     device: torch.device,
     bar: progress_lines.Progress,
+    workers: int | None = None,
 ) -> Share:
-    """SR images and metric values of `work` (all of it, or one process's part)."""
-    share = Share(timings={"load": 0.0, "sr": 0.0, "metrics": 0.0})
-    counts, timings = share.counts, share.timings
-    for item in work:
-        tick = time.perf_counter()
-        hr = load_hr(item.entry, data_root)
-        hr_tensor = to_tensor(hr.pixels).to(device)
-        inputs = method_input(item.dataset, item.entry, hr, protocol, device)
-        timings["load"] += time.perf_counter() - tick
-        rows: list[tuple[str, str, str, str, float]] = []
-        for method in item.methods:
-            tick = time.perf_counter()
-            sr, source = produce_sr(method, inputs, cache)
-            counts.count(source)
-            timings["sr"] += time.perf_counter() - tick
-            tick = time.perf_counter()
-            scores = score(sr, hr.sha256, hr_tensor, metrics, cache)
-            counts.metrics_cached += scores.cached
-            counts.metrics_computed += scores.computed
-            timings["metrics"] += time.perf_counter() - tick
-            rows.extend((method.name, item.dataset.key, item.entry.name, k, v) for k, v in scores.values.items())
-            bar.update()
-        share.items[item.index] = ItemResult(ImageRecord(item.dataset.key, item.entry.name, hr.sha256), rows)
+    """SR images and metric values of `work` (all of it, or one process's part).
+
+    `workers` images are processed at once (default `default_workers`), each worker with an equal part of the
+    cores as torch threads; the first image is done alone, so that a method that loads its model on first use
+    loads it once. The bar advances by an image's methods when the image is done. Phase times are seconds of
+    work summed over the workers (as over the shares of a sharded run): with one worker they add up to less
+    than the run's total; with several they can add up to more."""
+    if workers is not None and workers < 1:
+        raise ParameterError("workers", f"workers must be at least 1, got {workers}")
+    share = Share(timings=phase_timings(metrics))
+    n = min(workers or default_workers(device), max(len(work), 1))
+    cores = len(os.sched_getaffinity(0))
+
+    def merge(done: _Done, item: WorkItem) -> None:
+        share.items[item.index] = done.result
+        for name in vars(share.counts):
+            setattr(share.counts, name, getattr(share.counts, name) + getattr(done.counts, name))
+        for phase, seconds in done.timings.items():
+            share.timings[phase] = share.timings.get(phase, 0.0) + seconds
+        bar.update(len(item.methods))
+
+    def run(item: WorkItem) -> _Done:
+        return _compute_item(item, metrics, protocol, data_root, cache, device)
+
+    with _torch_threads(max(1, cores // n)):
+        for item in work[:1]:
+            merge(run(item), item)
+        if n == 1:
+            for item in work[1:]:
+                merge(run(item), item)
+            return share
+        pool = ThreadPoolExecutor(n, thread_name_prefix="sreval-benchmark")
+        try:
+            pending = {pool.submit(run, item): item for item in work[1:]}
+            for future in as_completed(pending):
+                merge(future.result(), pending[future])
+        finally:
+            # On an error (or Ctrl-C), images not started are dropped; the ones running finish first.
+            pool.shutdown(wait=True, cancel_futures=True)
     return share
 
 
@@ -200,9 +278,10 @@ def run_benchmarks(
     device: torch.device,
     command: str = "run-benchmarks",
     progress: bool = True,
+    workers: int | None = None,
 ) -> BenchmarkResult:
     """Every method on every image of `datasets`, scored by `metrics`. `progress`: a bar on a terminal, a plain
-    line every few seconds elsewhere (`sreval.progress`), nothing when False."""
+    line every few seconds elsewhere (`sreval.progress`), nothing when False. `workers`: see `compute_share`."""
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     require_files(list(datasets), data_root)
@@ -210,7 +289,9 @@ def run_benchmarks(
     total = sum(len(item.methods) for item in work)
     # The interval is read when the run starts, so that a test can shorten it.
     bar = progress_lines.Progress(total, "benchmark", "img", enabled=progress, interval=progress_lines.LINE_INTERVAL_S)
-    share = compute_share(work, metrics, protocol=protocol, data_root=data_root, cache=cache, device=device, bar=bar)
+    share = compute_share(
+        work, metrics, protocol=protocol, data_root=data_root, cache=cache, device=device, bar=bar, workers=workers
+    )
     bar.close()
     return finish(
         [share], methods, datasets, metrics,

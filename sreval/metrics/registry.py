@@ -6,8 +6,9 @@ A metric is a thin class over a pure function in `sreval.metrics.functional`: it
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal, TypeVar
@@ -16,7 +17,7 @@ import torch
 
 from sreval.assets import AssetMissing
 from sreval.errors import ParameterError
-from sreval.matlab.color import luma_pair
+from sreval.matlab.color import YMode, luma_pair, rgb_to_y
 from sreval.metrics import functional
 from sreval.metrics.pyiqa_metrics import LICENCE_NOTE, PyiqaScorer, PyiqaSpec, is_pyiqa_name, pyiqa_spec
 from sreval.protocol import Protocol
@@ -210,20 +211,41 @@ class DerivedMetric(Metric):
         return f"{self.info.name}({','.join(m.cache_key for m in self.components)})"
 
 
-def score_all(metrics: Sequence[Metric], sr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
+def score_all(
+    metrics: Sequence[Metric],
+    sr: torch.Tensor,
+    hr: torch.Tensor,
+    *,
+    timings: MutableMapping[str, float] | None = None,
+    reference_planes: dict[object, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
     """Every metric on one output/reference pair. Luma planes are computed once and shared, and a derived metric
-    reuses its parts' scores when they are among `metrics`."""
+    reuses its parts' scores when they are among `metrics`.
+
+    `timings`: seconds spent on each metric are added under its name (the shared luma planes count for the first
+    metric that needs them, parts not asked for count for the metric made from them). `reference_planes`: a dict
+    kept by the caller for one reference image, in which its luma planes are remembered, so that scoring several
+    outputs against it makes them once (the planes are the same numbers either way)."""
     planes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     scores: dict[str, torch.Tensor] = {}
+
+    def luma(mode: YMode) -> tuple[torch.Tensor, torch.Tensor]:
+        if mode not in planes:
+            if reference_planes is None or sr.shape[1] != hr.shape[1]:
+                planes[mode] = luma_pair(sr, hr, mode)
+            else:
+                # Equal channel counts: each plane depends on its own image only (Y of RGB, or gray values as
+                # they are), exactly as luma_pair chooses them.
+                if mode not in reference_planes:
+                    reference_planes[mode] = _own_plane(hr, mode)
+                planes[mode] = (_own_plane(sr, mode), reference_planes[mode])
+        return planes[mode]
 
     def score(metric: Metric) -> torch.Tensor:
         if metric.info.name in scores:
             return scores[metric.info.name]
         if isinstance(metric, LumaMetric):
-            mode = metric.protocol.y_mode
-            if mode not in planes:
-                planes[mode] = luma_pair(sr, hr, mode)
-            value = metric.on_planes(*planes[mode])
+            value = metric.on_planes(*luma(metric.protocol.y_mode))
         elif isinstance(metric, DerivedMetric):
             value = metric.combine({part.info.name: score(part) for part in metric.components})
         else:
@@ -233,8 +255,16 @@ def score_all(metrics: Sequence[Metric], sr: torch.Tensor, hr: torch.Tensor) -> 
 
     plain = [m for m in metrics if not isinstance(m, DerivedMetric)]
     for metric in [*plain, *(m for m in metrics if isinstance(m, DerivedMetric))]:
+        tick = time.perf_counter()
         score(metric)
+        if timings is not None:
+            timings[metric.info.name] = timings.get(metric.info.name, 0.0) + time.perf_counter() - tick
     return {m.info.name: scores[m.info.name] for m in metrics}
+
+
+def _own_plane(img: torch.Tensor, mode: YMode) -> torch.Tensor:
+    """The plane `luma_pair` compares for an image paired with one of the same channel count."""
+    return img.to(torch.float64) if img.shape[1] == 1 else rgb_to_y(img, mode)
 
 
 @register_metric

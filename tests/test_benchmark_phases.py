@@ -1,0 +1,145 @@
+"""A benchmark run's phase timings, its worker threads, and the work it no longer repeats (the HR luma plane per
+method, forcing cache PNGs to disk)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sreval.benchmark.cache import Cache
+from sreval.benchmark.runner import PHASES, BenchmarkResult, run_benchmarks
+from sreval.datasets.registry import load_hr, parse_datasets
+from sreval.errors import ParameterError
+from sreval.imageio import load_image, save_png, to_tensor
+from sreval.matlab.color import YMode, rgb_to_y
+from sreval.methods.base import MethodInput
+from sreval.methods.baselines import Bicubic, NearestNeighbour
+from sreval.metrics import parse_metrics, score_all
+from sreval.protocol import Protocol
+from sreval.results import open_store
+
+METRICS = ["psnr", "ssim", "rmse", "niqe"]
+
+
+def _run(tmp: Path, data_root: Path, workers: int | None, datasets: tuple[str, ...] = ("set5",)) -> BenchmarkResult:
+    protocol = Protocol()
+    store = open_store(f"sqlite:///{tmp / 'results.db'}")
+    try:
+        return run_benchmarks(
+            [Bicubic(), NearestNeighbour()], parse_datasets(list(datasets)), parse_metrics(METRICS, protocol),
+            protocol=protocol, data_root=data_root, cache=Cache(tmp / "cache", metric_store=store),
+            device=torch.device("cpu"), progress=False, workers=workers,
+        )  # fmt: skip
+    finally:
+        store.close()
+
+
+def test_a_cold_run_times_each_phase_and_one_worker_s_phases_account_for_most_of_the_total(
+    tmp_path: Path, data_root: Path
+) -> None:
+    result = _run(tmp_path, data_root, workers=1)
+    timings = result.timings
+    assert list(timings) == [*PHASES, "niqe", "total"]  # the order the CLI prints them in
+    assert PHASES == ("decode", "lr", "sr", "encode", "metrics")
+    assert all(seconds > 0 for seconds in timings.values()), timings
+    phases = sum(v for k, v in timings.items() if k != "total")
+    # Between the phases there is only loop bookkeeping, planning and the final tables.
+    assert 0.8 * timings["total"] <= phases <= timings["total"], timings
+    assert result.record.timings == timings  # stored with the run
+
+
+def test_a_warm_run_makes_no_lr_and_writes_no_png(tmp_path: Path, data_root: Path) -> None:
+    cold = _run(tmp_path, data_root, workers=1)
+    warm = _run(tmp_path, data_root, workers=1)
+    assert warm.counts.sr_cached == 10 and warm.counts.metrics_computed == 0
+    assert warm.timings["lr"] == warm.timings["encode"] == warm.timings["niqe"] == 0.0
+    assert warm.timings["decode"] > 0 and warm.timings["sr"] > 0 and warm.timings["metrics"] > 0
+    assert warm.per_image.equals(cold.per_image)
+
+
+def test_workers_give_the_values_counts_and_order_of_a_single_worker(tmp_path: Path, data_root: Path) -> None:
+    one = _run(tmp_path / "one", data_root, workers=1, datasets=("set5", "set14"))
+    three = _run(tmp_path / "three", data_root, workers=3, datasets=("set5", "set14"))
+    # Set14's wider images can differ in SSIM's last bit between torch thread counts (its sum is split among
+    # threads); the workers run one torch thread each, as a single worker on a one-core machine does.
+    assert one.per_image.drop(columns="value").equals(three.per_image.drop(columns="value"))
+    np.testing.assert_allclose(three.per_image["value"], one.per_image["value"], rtol=1e-15, atol=0)
+    set5 = one.per_image["dataset"] == "set5"
+    assert three.per_image[set5].equals(one.per_image[set5])
+    assert vars(one.counts) == vars(three.counts)
+    assert [(i.dataset, i.image) for i in one.record.images] == [(i.dataset, i.image) for i in three.record.images]
+
+
+def test_the_torch_thread_count_is_restored_after_a_run(tmp_path: Path, data_root: Path) -> None:
+    before = torch.get_num_threads()
+    _run(tmp_path, data_root, workers=2)
+    assert torch.get_num_threads() == before
+
+
+def test_an_error_in_a_worker_stops_the_run_with_that_error(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+
+    def failing(self: NearestNeighbour, item: MethodInput) -> np.ndarray:
+        calls.append(item.entry.name)
+        if len(calls) == 2:
+            raise RuntimeError("boom in a worker")
+        return item.hr.pixels.copy()
+
+    monkeypatch.setattr(NearestNeighbour, "super_resolve", failing)
+    with pytest.raises(RuntimeError, match="boom in a worker"):
+        _run(tmp_path, data_root, workers=2)
+
+
+def test_workers_must_be_positive(tmp_path: Path, data_root: Path) -> None:
+    with pytest.raises(ParameterError) as caught:
+        _run(tmp_path, data_root, workers=0)
+    assert caught.value.parameter == "workers"
+
+
+def test_the_reference_luma_plane_is_made_once_for_all_outputs_with_the_same_values(
+    data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    protocol = Protocol()
+    metrics = parse_metrics(["psnr", "ssim", "rmse"], protocol)
+    hr = to_tensor(load_hr(parse_datasets(["set5"])[0].images[1], data_root).pixels)
+    outputs = [hr.flip(-1).contiguous(), (hr // 2 * 2).contiguous(), hr.roll(1, dims=-2).contiguous()]
+    plain = [score_all(metrics, sr, hr) for sr in outputs]
+    made: list[int] = []
+    real = rgb_to_y
+
+    def counted(img: torch.Tensor, mode: YMode) -> torch.Tensor:
+        made.append(1)
+        return real(img, mode)
+
+    monkeypatch.setattr("sreval.metrics.registry.rgb_to_y", counted)
+    planes: dict[object, torch.Tensor] = {}
+    shared = [score_all(metrics, sr, hr, reference_planes=planes) for sr in outputs]
+    assert len(made) == len(outputs) + 1  # each output's plane, and the reference's once
+    for a, b in zip(plain, shared, strict=True):
+        assert {k: v.tolist() for k, v in a.items()} == {k: v.tolist() for k, v in b.items()}
+
+
+def test_score_all_times_each_metric_under_its_name(data_root: Path) -> None:
+    protocol = Protocol()
+    hr = to_tensor(load_hr(parse_datasets(["set5"])[0].images[0], data_root).pixels)
+    timings: dict[str, float] = {}
+    score_all(parse_metrics(["psnr", "niqe"], protocol), hr.flip(-1).contiguous(), hr, timings=timings)
+    assert set(timings) == {"psnr", "niqe"} and all(v > 0 for v in timings.values())
+
+
+def test_cache_pngs_are_not_forced_to_disk_but_other_pngs_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    monkeypatch.setattr(os, "fsync", synced.append)
+    pixels = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    Cache(tmp_path / "cache").put_sr("ab" * 32, pixels)
+    assert synced == []
+    assert np.array_equal(load_image(next((tmp_path / "cache").rglob("*.png"))).pixels, pixels)
+    save_png(tmp_path / "kept.png", pixels)
+    assert len(synced) == 1
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
