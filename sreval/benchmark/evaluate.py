@@ -132,15 +132,16 @@ def score(
     tick = time.perf_counter()
     key = Cache.pair_key(pixels_sha256(sr), hr_sha256)
     known = cache.get_metrics(key)
-    values = {m.info.name: known[m.cache_key] for m in metrics if m.cache_key in known}
-    missing = [m for m in metrics if m.cache_key not in known]
+    keys = {m.info.name: m.cache_key for m in metrics}  # each key hashes the protocol: made once per pair
+    values = {name: known[key] for name, key in keys.items() if key in known}
+    missing = [m for m in metrics if keys[m.info.name] not in known]
     fresh: dict[str, float] = {}
     apart: dict[str, float] = {}
     if missing:
         own = dict.fromkeys(timed_apart(missing), 0.0)
         scores = score_all(missing, to_tensor(sr).to(hr.device), hr, timings=own, reference_planes=reference_planes)
         for metric in missing:
-            values[metric.info.name] = fresh[metric.cache_key] = float(scores[metric.info.name][0])
+            values[metric.info.name] = fresh[keys[metric.info.name]] = float(scores[metric.info.name][0])
         apart = {name: own[name] for name in timed_apart(missing)}
     if fresh:
         cache.put_metrics(key, fresh)
