@@ -9,7 +9,8 @@ pyiqa is optional in sreval (non-commercial licence, heavy). Run this in an envi
 `.ci/run` does: `pip install torch==2.14.1 torchvision==0.29.1`, `pip install -e ".[pyiqa]"`, then
 `pip install --no-deps pyiqa==0.1.16`:
 
-    PYTHONPATH=. python perf/perceptual.py [--data-root ../shared/data] [--device cpu|cuda] [--images N] [--skip-nrqm]
+    PYTHONPATH=. python perf/perceptual.py [--data-root ../shared/data] [--device cpu|cuda] [--threads N] [--images N]
+        [--skip-nrqm]
 """
 
 from __future__ import annotations
@@ -44,10 +45,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for both (0: torch's choice)")
     parser.add_argument("--images", type=int, default=3, help="Urban100 images to add to the 5 calibration images")
     parser.add_argument("--skip-nrqm", action="store_true", help="NIQE only (pyiqa's NRQM takes minutes)")
     args = parser.parse_args()
-    device, sync = torch_device(args.device)
+    device, sync = torch_device(args.device, args.threads)
 
     import_pyiqa()  # the install hint, rather than a bare ModuleNotFoundError
     from pyiqa.archs import niqe_arch, nrqm_arch

@@ -10,7 +10,7 @@ Input: a 512×512 crop of an Urban100 HR image (sreval: uint8 RGB, pyiqa: RGB in
 (PIRM plane: rounded Y, 4 px shaved; NIQE; NRQM features; forests; PI = ½((10 − Ma) + NIQE)). The forest
 evaluation (6,000 trees) is also timed on its own. Run in the pyiqa environment (see perf/perceptual.py):
 
-    PYTHONPATH=. python perf/pi.py [--data-root ../shared/data] [--image img_001.png]
+    PYTHONPATH=. python perf/pi.py [--data-root ../shared/data] [--image img_001_SRF_4_HR.png] [--threads N]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from nrqm_standin import depth_of, grow_forest, save_standin
-from timing import best_of
+from timing import best_of, torch_device
 
 from sreval.imageio import load_image, to_tensor
 from sreval.metrics.niqe import load_niqe_model, niqe
@@ -51,8 +51,10 @@ def main() -> None:
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
     parser.add_argument("--image", default="img_001_SRF_4_HR.png", help="an Urban100 HR image (a centred 512×512 crop)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for both (0: torch's choice)")
     args = parser.parse_args()
 
+    torch_device("cpu", args.threads)
     import_pyiqa()
     from pyiqa.archs import niqe_arch, nrqm_arch
 
