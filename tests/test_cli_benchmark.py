@@ -163,3 +163,15 @@ def test_out_path_that_is_a_file_is_an_error_before_work(env: Path, capsys: pyte
     err = capsys.readouterr().err
     assert code == 2 and str(blocker) in err and "Traceback" not in err
     assert not (env / "cache").exists()
+
+
+def test_workers_option_changes_speed_only_and_refuses_zero(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["run-benchmarks", "--methods", "bicubic,nn", "--datasets", "set5", "--metrics", "psnr,ssim,niqe", "-q",
+            "--no-cache"]  # fmt: skip
+    for workers in ("1", "2"):
+        assert main([*args, "--workers", workers, "--out", str(env / workers)]) == 0
+    capsys.readouterr()
+    assert (env / "1" / "per_image.csv").read_bytes() == (env / "2" / "per_image.csv").read_bytes()
+    assert main([*args, "--workers", "0", "--out", str(env / "0")]) == 2
+    err = capsys.readouterr().err
+    assert "workers" in err and "Traceback" not in err

@@ -116,6 +116,7 @@ def _benchmark(args: argparse.Namespace, methods: list[Method], datasets: list[D
             device=device,
             command=command,
             progress=not args.quiet,
+            workers=args.workers,
         )  # fmt: skip
         run_id, store_s = save_timed(store, result)
     finally:

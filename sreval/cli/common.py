@@ -47,6 +47,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--verbose", dest="phase_times", action="store_true",
                    help="also print the time each phase of the run took (as does `sreval -v`)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="images scored at once (default: one per CPU core, 1 on a GPU; under torchrun a machine's "
+                        "cores are shared out between its processes)")
     p.add_argument("--dist-timeout", type=float, default=1800.0, metavar="SECONDS",
                    help="under torchrun: how long a process waits for the others (to start, to finish their share)"
                         " before the run fails (default: 1800)")

@@ -4,6 +4,7 @@ inputs first, then gathers the shares, stores the one run and writes the CSVs (`
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -38,7 +39,7 @@ def benchmark_sharded(
     from sreval import progress
     from sreval.benchmark import distributed as sharding
     from sreval.benchmark.cache import Cache
-    from sreval.benchmark.runner import compute_share, finish, plan_work
+    from sreval.benchmark.runner import compute_share, default_workers, finish, plan_work
     from sreval.cli.common import save_timed, write_results
     from sreval.datasets.registry import require_files
     from sreval.provenance import describe_device
@@ -67,6 +68,8 @@ def benchmark_sharded(
             group.step(open_cache)
             store = stores[0]
             cache = Cache(settings.cache_dir(args.cache_dir), enabled=not args.no_cache, metric_store=store)
+            # The processes torchrun starts on one machine share its cores.
+            workers = args.workers or max(1, default_workers(device) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
             mine = sharding.plan_shards(plan_work(methods, datasets), ranks.world_size)[ranks.rank]
             # The bar is rank 0's alone and counts its own share: the ranks' shares cost about the same.
             bar = sharding.Watch(
@@ -76,7 +79,14 @@ def benchmark_sharded(
             with bar:
                 share = group.step(
                     lambda: compute_share(
-                        mine, metrics, protocol=protocol, data_root=data_root, cache=cache, device=device, bar=bar
+                        mine,
+                        metrics,
+                        protocol=protocol,
+                        data_root=data_root,
+                        cache=cache,
+                        device=device,
+                        bar=bar,
+                        workers=workers,
                     )
                 )
             shares = group.gather(share)
