@@ -219,3 +219,25 @@ def test_run_benchmarks_takes_an_in_memory_network_without_a_store(env: Path, da
     assert set(result.summary["method"]) == {"tiny-in-memory"} and int(result.summary["n"].iloc[0]) == 5
     assert not (env / "unused-cache").exists()
     assert result.record.methods[0].metadata["inference"]["tile"] == 128
+
+
+def test_a_network_in_training_runs_in_evaluation_mode_on_every_worker_and_is_given_back_training(
+    env: Path, data_root: Path
+) -> None:
+    """Workers share one module: none may switch it back to training mode while another one runs it."""
+    from sreval.benchmark.cache import Cache
+    from sreval.benchmark.runner import run_benchmarks
+    from sreval.metrics import create_metric
+
+    model = _save_tiny()
+    model.train()
+    modes: list[bool] = []
+    model.register_forward_hook(lambda module, args, out: modes.append(module.training))
+    method = NetworkMethod(model, "tiny-in-memory", scale=4, options=InferenceOptions(tile=32, overlap=8, batch=1))
+    datasets = [get_dataset("set5"), get_dataset("set14")]
+    run_benchmarks(
+        [method], datasets, [create_metric("psnr")], protocol=Protocol(), data_root=data_root,
+        cache=Cache(env / "unused-cache", enabled=False), device=torch.device("cpu"), progress=False, workers=4,
+    )  # fmt: skip
+    assert len(modes) > 19 and not any(modes)
+    assert model.training

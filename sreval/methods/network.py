@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 from abc import abstractmethod
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -98,6 +99,9 @@ class _Network(Method):
         self.pipeline = pipeline
         self.options = options or InferenceOptions()
         self._upscalers: dict[torch.device, Upscaler] = {}
+        # One image at a time per network: worker threads share the module, and one switching it back to its own
+        # mode (training, for a model being validated) while another runs it would change that one's output.
+        self._running = threading.Lock()
 
     @abstractmethod
     def _model(self, device: torch.device) -> nn.Module:
@@ -130,12 +134,13 @@ class _Network(Method):
         lr = self._lr(item)
         if lr.shape[1] == 1:
             lr = lr.expand(-1, 3, -1, -1)
-        upscaler = self._upscalers.get(item.device)
-        model = upscaler.model if upscaler is not None else self._model(item.device)
-        with _evaluation_mode(model):
-            if upscaler is None:  # the Upscaler sets evaluation mode: made inside, so the mode is given back
-                upscaler = self._upscalers[item.device] = Upscaler(model, self.scale, item.device, self.options)
-            y = upscaler(lr.to(torch.float32) / 255)
+        with self._running:
+            upscaler = self._upscalers.get(item.device)
+            model = upscaler.model if upscaler is not None else self._model(item.device)
+            with _evaluation_mode(model):
+                if upscaler is None:  # the Upscaler sets evaluation mode: made inside, so the mode is given back
+                    upscaler = self._upscalers[item.device] = Upscaler(model, self.scale, item.device, self.options)
+                y = upscaler(lr.to(torch.float32) / 255)
         # Before quantising: a broken output must fail here, before it can be cached, scored or stored.
         check_output(y, f"method {self.name} on {item.dataset.key}/{item.entry.name}")
         if self.pipeline == "enhancenet-official":
