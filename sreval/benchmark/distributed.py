@@ -133,8 +133,10 @@ class Group:
                 backend, store=PrefixStore("group", store), rank=ranks.rank, world_size=ranks.world_size,
                 timeout=timeout,
             )  # fmt: skip
-            # Results are Python objects on the CPU: Gloo carries them whatever the devices.
-            self._objects = dist.new_group(backend="gloo") if backend != "gloo" else dist.group.WORLD
+            # Results are Python objects on the CPU: Gloo carries them whatever the devices (None: the default
+            # group, itself Gloo on CPU ranks).
+            objects = dist.new_group(backend="gloo") if backend != "gloo" else None
+            self._objects = objects if isinstance(objects, dist.ProcessGroup) else None  # every rank is a member
         except (RuntimeError, ValueError) as exc:
             raise SrevalError(f"rank {ranks.rank} could not join the other processes of the run: {exc}") from exc
         self._store = PrefixStore("sreval", store)
