@@ -68,16 +68,29 @@ class AppServer:
         self.script, self.cwd = script, cwd
         self.process: subprocess.Popen[bytes] | None = None
 
+    #: Extra arguments for the server's Popen (a subclass may start it in a process group of its own).
+    popen_options: dict[str, Any] = {}  # noqa: RUF012 - never mutated, only replaced by a subclass
+
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
         """`streamlit run` with only the address, the port and no file watcher: everything else comes from the
-        app's own `.streamlit/config.toml`, as in a deployment that follows the README."""
+        app's own `.streamlit/config.toml`, as in a deployment that follows the README. Does not wait for it
+        (`wait_ready`), so that several servers can start side by side."""
         command = [
             sys.executable, "-m", "streamlit", "run", str(self.script), "--server.address", "127.0.0.1",
             "--server.port", str(self.port), "--server.fileWatcherType", "none",
         ]  # fmt: skip
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
+            self.process = subprocess.Popen(
+                command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, **self.popen_options
+            )
+
+    def wait_ready(self, seconds: float = 60) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the app server exited: {self.log.read_text()[-3000:]}")

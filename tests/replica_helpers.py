@@ -14,10 +14,7 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
-import time
-import urllib.request
 
 from browser_helpers import AppServer
 
@@ -25,35 +22,7 @@ from browser_helpers import AppServer
 class Replica(AppServer):
     """`streamlit run raters_app/app.py` as the leader of a new process group; `kill` sends SIGKILL to the group."""
 
-    def launch(self) -> None:
-        """Start the server without waiting for it (`wait_ready`), so that several replicas start side by side."""
-        command = [
-            sys.executable, "-m", "streamlit", "run", str(self.script), "--server.address", "127.0.0.1",
-            "--server.port", str(self.port), "--server.fileWatcherType", "none",
-        ]  # fmt: skip
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def wait_ready(self, seconds: float = 60) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the app server exited: {self.log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.base}_stcore/health", timeout=2) as answer:
-                    if answer.read() == b"ok":
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"the app server did not come up: {self.log.read_text()[-3000:]}")
-
-    def start(self) -> None:
-        self.launch()
-        self.wait_ready()
+    popen_options = {"start_new_session": True}  # noqa: RUF012 - never mutated
 
     def kill(self) -> None:
         """SIGKILL to the server's whole process group: nothing in it gets to finish anything."""
