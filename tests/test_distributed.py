@@ -189,3 +189,31 @@ def test_a_killed_rank_stops_the_run_and_nothing_is_stored(env: Path, tmp_path: 
     survivor = rank_output(tmp_path / "logs", 0, "stderr")
     assert survivor.startswith("error: rank 0 ") and "nothing was stored" in survivor and survivor.count("\n") == 1
     assert runs_in(env / "results.sqlite").empty and not (tmp_path / "out" / "summary.csv").exists()
+
+
+def test_a_stop_by_torchrun_after_another_rank_failed_is_reported_as_that_failure() -> None:
+    """torchrun stops the surviving ranks as soon as the failed one exits, often before they have looked at the
+    store: the stop must still name the failed rank and its error, not only say that this rank was stopped."""
+    from torch.distributed import HashStore
+
+    from sreval.benchmark.distributed import Group, RunStopped, Terminated
+
+    def group_of_rank_0(store: HashStore) -> Group:
+        group = object.__new__(Group)  # the store alone: no process group is needed to report a failure
+        group.ranks, group._store = Ranks(rank=0, world_size=2, local_rank=0), store
+        return group
+
+    quiet = HashStore()
+    quiet.add("failures", 0)
+    with pytest.raises(Terminated, match="was stopped"), group_of_rank_0(quiet):
+        raise Terminated("rank 0 was stopped (SIGTERM)")
+
+    failed = HashStore()
+    rank_1 = object.__new__(Group)
+    rank_1.ranks, rank_1._store = Ranks(rank=1, world_size=2, local_rank=1), failed
+    rank_1.fail("cannot load image img_002")
+    reported = r"^rank 1 of 2 failed, so the run stops: cannot load image img_002$"
+    with pytest.raises(RunStopped, match=reported), group_of_rank_0(failed):
+        raise Terminated("rank 0 was stopped (SIGTERM)")
+    with pytest.raises(ValueError, match="its own"), group_of_rank_0(failed):
+        raise ValueError("an error of its own is not replaced")

@@ -46,6 +46,10 @@ class RunStopped(SrevalError):
     """This rank stops because another one failed or the ranks lost each other: not a failure of its own."""
 
 
+class Terminated(RunStopped):
+    """SIGTERM: torchrun stops the ranks, after one of them failed or because it is stopped itself."""
+
+
 @dataclass(frozen=True)
 class Ranks:
     """Where this process stands in the run: its rank, the number of ranks, its rank on this machine."""
@@ -144,9 +148,16 @@ class Group:
     def __enter__(self) -> Group:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    def __exit__(self, exc_type: object, exc: BaseException | None, traceback: object) -> None:
+        try:
+            # torchrun stops the others as soon as a failed rank exits, often before they have looked at the
+            # store: a stop that follows a failure is reported as that failure.
+            why = self._failure_or_none() if isinstance(exc, Terminated) else None
+            if why is not None:
+                raise RunStopped(why) from None
+        finally:
+            if dist.is_initialized():
+                dist.destroy_process_group()
 
     def fail(self, message: str) -> None:
         """Tell the other ranks that this one failed, with why."""
@@ -159,14 +170,27 @@ class Group:
     def check(self) -> None:
         """Raise `SrevalError` naming the first failed rank, if another rank has failed."""
         try:
-            if self._store.add("failures", 0) == 0:
-                return
-            for rank in range(self.ranks.world_size):
-                if rank != self.ranks.rank and self._store.check([f"failed/{rank}"]):
-                    message = self._store.get(f"failed/{rank}").decode(errors="replace")
-                    raise RunStopped(f"rank {rank} of {self.ranks.world_size} failed, so the run stops: {message}")
+            why = self._failure()
         except (RuntimeError, ValueError) as exc:
             raise self._lost(exc) from exc
+        if why is not None:
+            raise RunStopped(why)
+
+    def _failure(self) -> str | None:
+        """Why the run stops, if another rank has failed (the first one that said so)."""
+        if self._store.add("failures", 0) == 0:
+            return None
+        for rank in range(self.ranks.world_size):
+            if rank != self.ranks.rank and self._store.check([f"failed/{rank}"]):
+                message = self._store.get(f"failed/{rank}").decode(errors="replace")
+                return f"rank {rank} of {self.ranks.world_size} failed, so the run stops: {message}"
+        return None
+
+    def _failure_or_none(self) -> str | None:
+        try:
+            return self._failure()
+        except (RuntimeError, ValueError):
+            return None  # the store is gone too: the stop's own message stands
 
     def step(self, work: Callable[[], T], *, main_only: bool = False) -> T | None:
         """Run `work` on every rank (or rank 0 alone), then wait until every rank is through it. A rank whose `work`
@@ -243,7 +267,7 @@ def stop_on_sigterm(ranks: Ranks) -> Iterator[None]:
     say why and exit with that, which a late SIGTERM would cut short."""
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
-        raise RunStopped(
+        raise Terminated(
             f"rank {ranks.rank} was stopped (SIGTERM): another process of the run failed or torchrun was stopped;"
             " nothing was stored"
         )
