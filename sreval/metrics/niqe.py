@@ -38,8 +38,7 @@ import scipy.io
 import torch
 
 from sreval.errors import ParameterError, SrevalError
-from sreval.metrics.niqe_blocks import FEATURES_PER_SCALE, block_features, grid_index
-from sreval.metrics.niqe_blocks import aggd_tables as _aggd_tables  # noqa: F401  (the grid, read by the tests)
+from sreval.metrics.niqe_blocks import FEATURES_PER_SCALE, block_features
 from sreval.metrics.niqe_kernels import imresize_half, mscn_float, mscn_integer
 
 N_FEATURES = 2 * FEATURES_PER_SCALE
@@ -146,11 +145,6 @@ def _mscn(x: torch.Tensor) -> torch.Tensor:
     out = [mscn_integer(p) if _uint8_valued(p) else mscn_float(p) for p in planes]
     stacked = out[0][None] if len(out) == 1 else np.stack(out)
     return torch.from_numpy(stacked[:, None]).to(x.device)
-
-
-def _grid_index(r_grid: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """`niqe_blocks.grid_index` (MATLAB's min over the alpha grid) on CPU tensors."""
-    return torch.from_numpy(grid_index(r_grid.numpy(), target.numpy()))
 
 
 def _check_block(block: int) -> None:
