@@ -54,6 +54,16 @@ class Counts:
         else:
             self.sr_read += 1
 
+    def add(self, other: Counts) -> None:
+        for name in vars(self):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def add_timings(into: dict[str, float], other: Mapping[str, float]) -> None:
+    """Phase times summed by name (over the images of a share, over the shares of a run); new phases at the end."""
+    for phase, seconds in other.items():
+        into[phase] = into.get(phase, 0.0) + seconds
+
 
 @dataclass
 class BenchmarkResult:
@@ -197,10 +207,8 @@ def compute_share(
 
     def merge(done: _Done, item: WorkItem) -> None:
         share.items[item.index] = done.result
-        for name in vars(share.counts):
-            setattr(share.counts, name, getattr(share.counts, name) + getattr(done.counts, name))
-        for phase, seconds in done.timings.items():
-            share.timings[phase] = share.timings.get(phase, 0.0) + seconds
+        share.counts.add(done.counts)
+        add_timings(share.timings, done.timings)
         bar.update(len(item.methods))
 
     def run(item: WorkItem) -> _Done:
@@ -243,10 +251,8 @@ def finish(
     counts = Counts()
     timings: dict[str, float] = {}
     for share in shares:
-        for name in vars(counts):
-            setattr(counts, name, getattr(counts, name) + getattr(share.counts, name))
-        for phase, seconds in share.timings.items():
-            timings[phase] = timings.get(phase, 0.0) + seconds
+        counts.add(share.counts)
+        add_timings(timings, share.timings)
     timings["total"] = elapsed
     per_image = pd.DataFrame(rows, columns=["method", "dataset", "image", "metric", "value"])
     record = RunRecord(
