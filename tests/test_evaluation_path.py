@@ -23,8 +23,8 @@ from sreval.errors import ParameterError
 from sreval.imageio import load_image, to_tensor
 from sreval.inference import InferenceOptions
 from sreval.matlab.imresize import imresize
-from sreval.methods.base import MethodInput
-from sreval.methods.baselines import Bicubic, Reference
+from sreval.methods.base import Method, MethodInput
+from sreval.methods.baselines import Reference
 from sreval.methods.specs import create_method, parse_methods
 from sreval.metrics import create_metric
 from sreval.protocol import Protocol
@@ -48,21 +48,25 @@ def test_lr_is_matlab_bicubic_of_the_hr_in_the_protocols_variant(data_root: Path
 def test_the_runner_and_the_study_builder_take_sr_images_from_the_same_cache_entries(
     env: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    torch.manual_seed(0)
+    zoo.save_model(create_model("srresnet", **TINY), "tiny-sr", "srresnet", TINY, scale=4, recipe="test",
+                   description="tiny random test model")  # fmt: skip
+    network = create_method("tiny-sr")
     cache = Cache(env / "cache")
     datasets = parse_datasets(["set5"])
     protocol = Protocol()
-    first = run_benchmarks([Bicubic()], datasets, [create_metric("psnr")], protocol=protocol, data_root=data_root,
+    first = run_benchmarks([network], datasets, [create_metric("psnr")], protocol=protocol, data_root=data_root,
                            cache=cache, device=torch.device("cpu"), progress=False)  # fmt: skip
     assert first.counts.sr_computed == 5
     cached = {p.name: load_image(p).pixels for p in (env / "cache").rglob("*.png")}
     assert len(cached) == 5
 
-    def must_not_compute(self: Bicubic, item: MethodInput) -> np.ndarray:
+    def must_not_compute(self: Method, item: MethodInput) -> np.ndarray:
         raise AssertionError("the study must take the runner's cached output")
 
-    monkeypatch.setattr(Bicubic, "super_resolve", must_not_compute)
+    monkeypatch.setattr(type(network), "super_resolve", must_not_compute)
     with open_study_store(f"sqlite:///{env / 'study.sqlite'}") as store:
-        build_study(store, "s", ["bicubic"], ["set5"], data_root=data_root, gold_images=0, calibration_images=0,
+        build_study(store, "s", ["tiny-sr"], ["set5"], data_root=data_root, gold_images=0, calibration_images=0,
                     folder=env / "stimuli", seed=1, cache=cache)  # fmt: skip
     shown = [load_image(p).pixels for p in sorted((env / "stimuli").glob("*.png"))]
     assert len(shown) == 5 and {p.name for p in (env / "cache").rglob("*.png")} == set(cached)
@@ -72,7 +76,7 @@ def test_the_runner_and_the_study_builder_take_sr_images_from_the_same_cache_ent
     dataset = datasets[0]
     entry = dataset.images[0]
     item = method_input(dataset, entry, load_hr(entry, data_root), protocol)
-    pixels, source = produce_sr(Bicubic(), item, cache)
+    pixels, source = produce_sr(network, item, cache)
     assert source is Source.CACHED and any(np.array_equal(pixels, c) for c in cached.values())
 
 

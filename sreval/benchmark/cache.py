@@ -1,9 +1,12 @@
 """Content-addressed caches: SR images on disk, metric values in the results store.
 
 SR image key: method identity + HR file checksum + protocol parameters and version; the PNG lives under the
-cache folder. Metric key: checksum of the SR pixels + HR file checksum (the pair), then the metric's own key
-(name, protocol parameters and version, model checksum); values live in the results store's `metric_cache`
-table. Changing any input gives a new key, so a stale entry is never read and nothing is invalidated by hand.
+cache folder (for methods that are worth it: `Method.cache_output`). Metric key: checksum of the SR pixels + HR
+file checksum (the pair), then the metric's own key (name, protocol parameters and version, model checksum);
+values live in the results store's `metric_cache` table. A computed output's values are also kept under its
+output key (derived from the SR image key, which fixes the pixels as it fixes the cached PNG), so that a run whose
+values are all known needs neither the SR image nor its checksum. Changing any input gives a new key, so a stale
+entry is never read and nothing is invalidated by hand.
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ class Cache:
     @staticmethod
     def pair_key(sr_pixels_sha256: str, hr_sha256: str) -> str:
         return _key("pair", sr_pixels_sha256, hr_sha256)
+
+    @staticmethod
+    def output_key(sr_key: str) -> str:
+        """Metric values of the output that `sr_key` names (the SR key includes the HR checksum)."""
+        return _key("output", sr_key)
 
     def _sr_path(self, key: str) -> Path:
         return self.root / "sr" / key[:2] / f"{key}.png"

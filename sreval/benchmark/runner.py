@@ -25,7 +25,7 @@ import torch
 from sreval import __version__
 from sreval import progress as progress_lines
 from sreval.benchmark.cache import Cache
-from sreval.benchmark.evaluate import Source, method_input, produce_sr, score, timed_apart
+from sreval.benchmark.evaluate import Source, evaluate_output, method_input, timed_apart
 from sreval.datasets.registry import Dataset, ImageEntry, load_hr, require_files
 from sreval.errors import ParameterError
 from sreval.imageio import to_tensor
@@ -167,9 +167,10 @@ def _compute_item(
     reference_planes: dict[object, torch.Tensor] = {}  # the HR's luma plane, made once for all methods
     rows: list[tuple[str, str, str, str, float]] = []
     for method in item.methods:
-        sr, source = produce_sr(method, inputs, cache, timings=timings)
+        scores, source = evaluate_output(
+            method, inputs, hr_tensor, metrics, cache, timings=timings, reference_planes=reference_planes
+        )
         counts.count(source)
-        scores = score(sr, hr.sha256, hr_tensor, metrics, cache, timings=timings, reference_planes=reference_planes)
         counts.metrics_cached += scores.cached
         counts.metrics_computed += scores.computed
         rows.extend((method.name, item.dataset.key, item.entry.name, k, v) for k, v in scores.values.items())

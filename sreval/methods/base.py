@@ -44,8 +44,11 @@ class MethodInput:
 
 class Method(ABC):
     name: str
-    #: True when the output is computed (and so worth caching); False for methods that read existing files.
+    #: True when the output is computed; False for methods that read existing files (never cached).
     computes_output: bool = True
+    #: Whether a computed output is kept in the SR cache. False where computing it again costs less than writing
+    #: and reading back its PNG (the interpolation baselines); its metric values are cached either way.
+    cache_output: bool = True
 
     def metadata(self) -> dict[str, Any]:
         """Everything that determines the output besides the input image."""

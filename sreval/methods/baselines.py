@@ -17,6 +17,7 @@ HR_METHOD = "hr"
 
 class NearestNeighbour(Method):
     name = "nn"
+    cache_output = False  # pixel replication: far cheaper than a PNG round trip
 
     def metadata(self) -> dict[str, Any]:
         return {**super().metadata(), "upsampling": "pixel replication (MATLAB imresize 'nearest')"}
@@ -28,6 +29,7 @@ class NearestNeighbour(Method):
 
 class Bicubic(Method):
     name = "bicubic"
+    cache_output = False  # two separable passes: cheaper than encoding and decoding the PNG (perf/main_job.py)
 
     def metadata(self) -> dict[str, Any]:
         return {**super().metadata(), "upsampling": "MATLAB imresize bicubic, uint8 (rounded after each pass)"}
