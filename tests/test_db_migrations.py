@@ -133,7 +133,7 @@ def test_version_1_database_gets_the_metric_cache(url: str) -> None:
 
     with open_store(url) as store:
         assert store.get_run(run_id) == make_run()
-        store.cache_metrics("pair", {"psnr@k": 31.5})
+        store.cache_metrics({"pair": {"psnr@k": 31.5}})
         assert store.cached_metrics("pair") == {"psnr@k": 31.5}
     assert schema_version(url) == LATEST
     assert column_names(url, "metric_cache") == SCHEMA_SNAPSHOTS[2]["metric_cache"]
@@ -142,8 +142,8 @@ def test_version_1_database_gets_the_metric_cache(url: str) -> None:
 def test_metric_cache_keeps_the_first_value_per_key(url: str) -> None:
     with open_store(url) as store:
         assert store.cached_metrics("p") == {}
-        store.cache_metrics("p", {"a": 1.0, "b": 2.0})
-        store.cache_metrics("p", {"b": 9.0, "c": 3.0})  # same key, same number by construction: not rewritten
-        store.cache_metrics("q", {})
+        store.cache_metrics({"p": {"a": 1.0, "b": 2.0}})
+        store.cache_metrics({"p": {"b": 9.0, "c": 3.0}})  # same key, same number by construction: not rewritten
+        store.cache_metrics({"q": {}})
         assert store.cached_metrics("p") == {"a": 1.0, "b": 2.0, "c": 3.0}
         assert store.cached_metrics("q") == {}

@@ -6,6 +6,7 @@ key (method, HR, protocol), so that a run whose values are all known neither rea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,48 @@ def test_a_study_shows_the_baseline_output_that_the_benchmark_scored(tmp_path: P
     assert len(shown) == 5 and _pngs(tmp_path) == []
     for pixels in shown:
         assert sum(np.array_equal(pixels, s) for s in scored) == 1
+
+
+# --- Metric values written once per HR image -------------------------------------------------------------
+
+
+def test_batched_values_reach_the_store_in_one_transaction_at_the_end_of_the_block(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'results.db'}")
+    try:
+        cache = Cache(tmp_path / "cache", metric_store=store)
+        cache.put_metrics("before", {"psnr": 1.0})  # outside a block: at once
+        assert store.cached_metrics("before") == {"psnr": 1.0}
+        with cache.batched_writes():
+            cache.put_metrics("a", {"psnr": 30.5})
+            cache.put_metrics("a", {"ssim": 0.5})
+            cache.put_metrics("b", {"psnr": 20.0})
+            assert store.cached_metrics("a") == {}  # not written yet ...
+            assert cache.get_metrics("a") == {"psnr": 30.5, "ssim": 0.5}  # ... but seen by this thread
+            with pytest.raises(RuntimeError, match="do not nest"), cache.batched_writes():
+                pass
+        assert store.cached_metrics("a") == {"psnr": 30.5, "ssim": 0.5} and store.cached_metrics("b") == {"psnr": 20.0}
+        with pytest.raises(KeyError), cache.batched_writes():
+            cache.put_metrics("c", {"psnr": 1.0})
+            raise KeyError("an image fails")
+        assert store.cached_metrics("c") == {}  # an unfinished image's values are dropped
+        cache.put_metrics("d", {"psnr": 2.0})  # and the thread is back to writing at once
+        assert store.cached_metrics("d") == {"psnr": 2.0}
+    finally:
+        store.close()
+
+
+def test_a_run_writes_the_metric_cache_once_per_hr_image(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sreval.results.store import Store
+
+    writes: list[int] = []
+    real = Store.cache_metrics
+
+    def counted(self: Store, entries: Mapping[str, Mapping[str, float]]) -> None:
+        writes.append(len(entries))
+        real(self, entries)
+
+    monkeypatch.setattr(Store, "cache_metrics", counted)
+    _run(tmp_path, data_root, [Bicubic(), NearestNeighbour(), Brightened()])
+    assert writes == [6] * 5  # three outputs, each under its pixel key and its output key

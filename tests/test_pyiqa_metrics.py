@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -96,8 +96,9 @@ class MemoryStore:
     def cached_metrics(self, pair_key: str) -> dict[str, float]:
         return dict(self.values.get(pair_key, {}))
 
-    def cache_metrics(self, pair_key: str, values: dict[str, float]) -> None:
-        self.values.setdefault(pair_key, {}).update(values)
+    def cache_metrics(self, entries: Mapping[str, Mapping[str, float]]) -> None:
+        for pair_key, values in entries.items():
+            self.values.setdefault(pair_key, {}).update(values)
 
 
 @pytest.fixture

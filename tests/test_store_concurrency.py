@@ -39,7 +39,7 @@ WRITER = textwrap.dedent(
     for i in range(pairs):
         key = f"pair-{i:04d}"
         store.cached_metrics(key)
-        store.cache_metrics(key, {"psnr-key": 20.0 + i, "ssim-key": i / 1000})
+        store.cache_metrics({key: {"psnr-key": 20.0 + i, "ssim-key": i / 1000}})
     now = datetime.now(UTC)
     store.save_run(RunRecord(
         "run-benchmarks", now, now, "0", None, {}, "cpu", {}, {},
@@ -127,7 +127,7 @@ def while_another_writer_commits(url: str, write: Callable[[Store], None], *stat
 def test_a_pair_another_writer_is_caching_is_waited_for_and_kept(url: str) -> None:
     while_another_writer_commits(
         url,
-        lambda store: store.cache_metrics("pair", {"psnr-key": 31.5, "ssim-key": 0.875}),
+        lambda store: store.cache_metrics({"pair": {"psnr-key": 31.5, "ssim-key": 0.875}}),
         "INSERT INTO metric_cache (pair_key, metric_key, value) VALUES ('pair', 'psnr-key', 31.5)",
     )
     rows = query_rows(url, "SELECT pair_key, metric_key, value FROM metric_cache ORDER BY metric_key")[0]

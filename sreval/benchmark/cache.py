@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import typing  # typing.Protocol by its full name: in sreval, `Protocol` is the evaluation protocol
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,7 @@ class MetricValueStore(typing.Protocol):
 
     def cached_metrics(self, pair_key: str) -> dict[str, float]: ...
 
-    def cache_metrics(self, pair_key: str, values: dict[str, float]) -> None: ...
+    def cache_metrics(self, entries: Mapping[str, Mapping[str, float]]) -> None: ...
 
 
 class Cache:
@@ -41,6 +43,7 @@ class Cache:
         self.metric_store = metric_store
         # Benchmark workers share one cache; a store's connection is not assumed to take concurrent calls.
         self._store_lock = threading.Lock()
+        self._batches = threading.local()  # each worker's values not yet written (`batched_writes`)
 
     @staticmethod
     def sr_key(method_identity: str, hr_sha256: str, protocol_key: str) -> str:
@@ -73,13 +76,41 @@ class Cache:
             # checksums), and so recomputed, as `get_sr` does for any damaged entry.
             save_png(self._sr_path(key), pixels, compress_level=1, durable=False)
 
+    def _batch(self) -> dict[str, dict[str, float]] | None:
+        batch: dict[str, dict[str, float]] | None = getattr(self._batches, "pending", None)
+        return batch
+
     def get_metrics(self, key: str) -> dict[str, float]:
         if not self.enabled or self.metric_store is None:
             return {}
         with self._store_lock:
-            return self.metric_store.cached_metrics(key)
+            known = self.metric_store.cached_metrics(key)
+        batch = self._batch()
+        return {**known, **batch[key]} if batch is not None and key in batch else known
 
     def put_metrics(self, key: str, values: dict[str, float]) -> None:
-        if self.enabled and self.metric_store is not None:
+        if not self.enabled or self.metric_store is None or not values:
+            return
+        batch = self._batch()
+        if batch is not None:
+            batch.setdefault(key, {}).update(values)
+            return
+        with self._store_lock:
+            self.metric_store.cache_metrics({key: values})
+
+    @contextmanager
+    def batched_writes(self) -> Iterator[None]:
+        """Metric values this thread puts inside the block are written in one transaction at its end (a commit
+        waits for the disk, so one per HR image rather than one per output); `get_metrics` sees them meanwhile.
+        On an error inside the block they are dropped, as values of an unfinished image."""
+        if self._batch() is not None:
+            raise RuntimeError("batched_writes blocks do not nest")
+        batch: dict[str, dict[str, float]] = {}
+        self._batches.pending = batch
+        try:
+            yield
+        finally:
+            self._batches.pending = None
+        if batch and self.enabled and self.metric_store is not None:
             with self._store_lock:
-                self.metric_store.cache_metrics(key, values)
+                self.metric_store.cache_metrics(batch)

@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import astuple, dataclass, field
 from datetime import datetime
@@ -35,8 +35,15 @@ log = logging.getLogger(__name__)
 
 #: RunRecord fields stored as columns of the `runs` row, under the same names.
 _RUN_COLUMNS = (
-    "command", "started_at", "finished_at", "sreval_version", "git_commit",
-    "protocol", "device", "timings", "dataset_checksums",
+    "command",
+    "started_at",
+    "finished_at",
+    "sreval_version",
+    "git_commit",
+    "protocol",
+    "device",
+    "timings",
+    "dataset_checksums",
 )
 
 
@@ -117,9 +124,7 @@ class Store:
 
     def list_runs(self) -> pd.DataFrame:
         """One row per stored run, oldest first, with the number of metric values it holds."""
-        n_values = (
-            select(MetricValue.run_id, func.count().label("n_values")).group_by(MetricValue.run_id).subquery()
-        )
+        n_values = select(MetricValue.run_id, func.count().label("n_values")).group_by(MetricValue.run_id).subquery()
         query = (
             select(
                 Run.id,
@@ -185,16 +190,23 @@ class Store:
             )
             return {key: float(value) for key, value in rows}
 
-    def cache_metrics(self, pair_key: str, values: dict[str, float]) -> None:
-        """Remember values for a pair (keys already present, written by this or another process, are left as they
-        are: same key, same number)."""
-        if not values:
+    def cache_metrics(self, entries: Mapping[str, Mapping[str, float]]) -> None:
+        """Remember values by pair key, all in one transaction (keys already present, written by this or another
+        process, are left as they are: same key, same number)."""
+        wanted = {pair: values for pair, values in entries.items() if values}
+        if not wanted:
             return
         with self._errors("write the metric cache"), Session(self._writer) as session, session.begin():
-            present = set(
-                session.scalars(select(CachedMetricValue.metric_key).where(CachedMetricValue.pair_key == pair_key))
+            query = select(CachedMetricValue.pair_key, CachedMetricValue.metric_key).where(
+                CachedMetricValue.pair_key.in_(wanted)
             )
-            rows = [{"pair_key": pair_key, "metric_key": k, "value": v} for k, v in values.items() if k not in present]
+            present = {(pair, key) for pair, key in session.execute(query)}
+            rows = [
+                {"pair_key": pair, "metric_key": key, "value": value}
+                for pair, values in wanted.items()
+                for key, value in values.items()
+                if (pair, key) not in present
+            ]
             _insert_new(session, CachedMetricValue, rows)
 
     def close(self) -> None:
