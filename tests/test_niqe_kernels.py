@@ -160,3 +160,38 @@ def test_block_features_equal_the_reference(monkeypatch: pytest.MonkeyPatch) -> 
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(reference))
     monkeypatch.setattr(niqe_blocks, "BATCH_PIXELS", 1)  # one block column at a time
     np.testing.assert_array_equal(block_features(structdis, 24), ours)
+
+
+def _awkward_coefficients(block: int, rows: int, cols: int) -> np.ndarray:
+    """Coefficients that stress the per-block sums: signed zeros (neither side of the AGGD may count them), a block
+    of zeros, a one-signed block, a block with one value, values so small that their products underflow."""
+    rng = np.random.default_rng(block)
+    shape = (rows * block, cols * block)
+    structdis = rng.standard_normal(shape) * rng.uniform(0.1, 2, shape)
+    structdis[rng.random(shape) < 0.15] = 0.0
+    structdis[rng.random(shape) < 0.15] = -0.0
+    structdis[:block, :block] = -0.0
+    structdis[block : 2 * block, :block] = -np.abs(structdis[block : 2 * block, :block])
+    structdis[-block:, -block:] = 0.0
+    structdis[-2, -3] = 0.75
+    tiny = rng.random(shape) < 0.05
+    tiny[: 2 * block, :block] = False
+    structdis[tiny] = 1e-170 * np.sign(rng.standard_normal(int(tiny.sum())))
+    return structdis
+
+
+@pytest.mark.parametrize("block", [24, 10, 6])
+@pytest.mark.parametrize("batch_pixels", [1, 5 * 24 * 24, niqe_blocks.BATCH_PIXELS])
+def test_block_features_of_awkward_blocks_equal_the_reference(
+    monkeypatch: pytest.MonkeyPatch, block: int, batch_pixels: int
+) -> None:
+    """Blocks of 24² values and of 10² and 6² (counts of a side then take another path than multiples of 8
+    values), one block per batch, batches that span block columns, and whole planes in one batch."""
+    structdis = _awkward_coefficients(block, 3, 4)
+    monkeypatch.setattr(niqe_blocks, "BATCH_PIXELS", batch_pixels)
+    ours = block_features(structdis, block)
+    reference = _reference_block_features(structdis, block)
+    assert ours.shape == (12, 18)
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(reference))
+    np.testing.assert_allclose(ours, reference, rtol=1e-12, atol=0)
+    assert np.isnan(ours[0, 1]) and not np.isnan(ours[2]).any()  # the zero block has no sides; the next has both
