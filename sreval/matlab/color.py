@@ -23,14 +23,16 @@ from sreval.matlab.rounding import matlab_round
 YMode = Literal["matlab", "float"]
 Y_MODES: tuple[YMode, ...] = ("matlab", "float")
 _BT601 = (65.481, 128.553, 24.966)
+_GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
+#: The largest double below 0.5: adding it carries x to the next integer exactly when x's fraction is >= 0.5.
+_BELOW_HALF = 0.49999999999999994
 
 
-def _check(img: torch.Tensor, mode: YMode) -> torch.Tensor:
+def _check(img: torch.Tensor, mode: YMode) -> None:
     if mode not in Y_MODES:
         raise ParameterError("mode", f"unknown Y mode {mode!r}; allowed: {', '.join(Y_MODES)}")
     if img.dim() != 4 or img.shape[1] != 3:
         raise SrevalError(f"expected an RGB batch (N, 3, H, W), got {tuple(img.shape)}")
-    return img.to(torch.float64)
 
 
 def _matlab_uint8(x: torch.Tensor, mode: YMode) -> torch.Tensor:
@@ -40,9 +42,37 @@ def _matlab_uint8(x: torch.Tensor, mode: YMode) -> torch.Tensor:
     return matlab_round(x).clamp_(0, 255)
 
 
+def _round_non_negative_(x: torch.Tensor) -> torch.Tensor:
+    """`matlab_round` in place for 0 <= x < 2^52, in two passes instead of five. Adding _BELOW_HALF reaches the
+    next integer when the fraction is >= 0.5 and stays below it otherwise, also at x.5 - 1 ulp, where adding 0.5
+    itself can round up (0.49999999999999994 + 0.5 == 1.0)."""
+    return x.add_(_BELOW_HALF).floor_()
+
+
+def _weighted_channels(img: torch.Tensor, weights: tuple[float, float, float]) -> torch.Tensor:
+    """(w0·R + w1·G) + w2·B of a uint8 batch as float64 (N, 1, H, W), in two buffers instead of a float copy of
+    the image and a new tensor per operation: the same products and sums in the same order, so the same bits
+    (a uint8 value converts to float64 exactly)."""
+    n, _, h, w = img.shape
+    total = torch.empty((n, 1, h, w), dtype=torch.float64, device=img.device)
+    product = torch.empty_like(total)
+    total.copy_(img[:, 0:1]).mul_(weights[0])
+    for c in (1, 2):
+        total.add_(product.copy_(img[:, c : c + 1]).mul_(weights[c]))
+    return total
+
+
+def _uint8_result(x: torch.Tensor, mode: YMode) -> torch.Tensor:
+    """As `_matlab_uint8`, in place, for the 0..255 values a weighted sum of uint8 channels gives."""
+    return x if mode == "float" else _round_non_negative_(x).clamp_(0, 255)
+
+
 def rgb_to_y(img: torch.Tensor, mode: YMode = "matlab") -> torch.Tensor:
     """(N, 3, H, W) with values in 0..255 (uint8 or float) → Y as float64 (N, 1, H, W) in 0..255."""
-    x = _check(img, mode)
+    _check(img, mode)
+    if img.dtype == torch.uint8:  # every output and reference image: the fast path (same operations, in place)
+        return _uint8_result(_weighted_channels(img, _BT601).div_(255).add_(16), mode)
+    x = img.to(torch.float64)
     y = 16 + (_BT601[0] * x[:, 0:1] + _BT601[1] * x[:, 1:2] + _BT601[2] * x[:, 2:3]) / 255
     return _matlab_uint8(y, mode)
 
@@ -50,8 +80,11 @@ def rgb_to_y(img: torch.Tensor, mode: YMode = "matlab") -> torch.Tensor:
 def rgb_to_gray(img: torch.Tensor, mode: YMode = "matlab") -> torch.Tensor:
     """MATLAB `rgb2gray` (full range), float64 (N, 1, H, W). Only used to compare an RGB output with a
     single-channel reference, where studio-range Y would be on a different scale from the reference's values."""
-    x = _check(img, mode)
-    gray = 0.298936021293775 * x[:, 0:1] + 0.587043074451121 * x[:, 1:2] + 0.114020904255103 * x[:, 2:3]
+    _check(img, mode)
+    if img.dtype == torch.uint8:
+        return _uint8_result(_weighted_channels(img, _GRAY), mode)
+    x = img.to(torch.float64)
+    gray = _GRAY[0] * x[:, 0:1] + _GRAY[1] * x[:, 1:2] + _GRAY[2] * x[:, 2:3]
     return _matlab_uint8(gray, mode)
 
 
@@ -61,6 +94,7 @@ def luma_pair(sr: torch.Tensor, hr: torch.Tensor, mode: YMode = "matlab") -> tup
     RGB vs RGB → BT.601 Y of both. A single-channel reference is scored on its own values; an RGB output
     compared with it is reduced with rgb2gray, which equals its channel when the three channels are equal.
     """
+
     def plane(img: torch.Tensor, gray_reference: bool) -> torch.Tensor:
         if img.shape[1] == 1:
             return img.to(torch.float64)

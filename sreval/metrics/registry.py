@@ -19,6 +19,7 @@ from sreval.assets import AssetMissing
 from sreval.errors import ParameterError
 from sreval.matlab.color import YMode, luma_pair, rgb_to_y
 from sreval.metrics import functional
+from sreval.metrics.functional import SSIM_SIGMA, SSIM_WINDOW
 from sreval.metrics.pyiqa_metrics import LICENCE_NOTE, PyiqaScorer, PyiqaSpec, is_pyiqa_name, pyiqa_spec
 from sreval.protocol import Protocol
 
@@ -189,6 +190,25 @@ class LumaMetric(Metric):
     def on_planes(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         """Scores (N,) for float64 planes (N, 1, H, W) on the 0..255 scale."""
 
+    def on_planes_sharing_reference(
+        self, sr: torch.Tensor, hr: torch.Tensor, reference: dict[object, torch.Tensor]
+    ) -> torch.Tensor:
+        """`on_planes`, where `hr` is the plane of this metric's Y mode in `reference`, the dict a caller keeps
+        for one reference image (see `score_all`): the metric may keep there what depends on `hr` alone, for the
+        next output scored against it, under a key of its own. The values are those of `on_planes`."""
+        return self.on_planes(sr, hr)
+
+
+class MseMetric(LumaMetric):
+    """A luma metric computed from the planes' MSE alone, so that `score_all` computes the MSE once for all."""
+
+    def on_planes(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        return self.from_mse(functional.mse(sr, hr, shave=self.protocol.border))
+
+    @abstractmethod
+    def from_mse(self, mse: torch.Tensor) -> torch.Tensor:
+        """Scores (N,) from the per-image MSE of the shaved planes."""
+
 
 class DerivedMetric(Metric):
     """A metric combined from other registered metrics (PI from Ma and NIQE); unavailable when a part is."""
@@ -219,14 +239,16 @@ def score_all(
     timings: MutableMapping[str, float] | None = None,
     reference_planes: dict[object, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Every metric on one output/reference pair. Luma planes are computed once and shared, and a derived metric
-    reuses its parts' scores when they are among `metrics`.
+    """Every metric on one output/reference pair. Luma planes, and the MSE that PSNR and RMSE are made from, are
+    computed once and shared, and a derived metric reuses its parts' scores when they are among `metrics`.
 
-    `timings`: seconds spent on each metric are added under its name (the shared luma planes count for the first
-    metric that needs them, parts not asked for count for the metric made from them). `reference_planes`: a dict
-    kept by the caller for one reference image, in which its luma planes are remembered, so that scoring several
-    outputs against it makes them once (the planes are the same numbers either way)."""
+    `timings`: seconds spent on each metric are added under its name (a shared step counts for the first metric
+    that needs it, parts not asked for count for the metric made from them). `reference_planes`: a dict kept by
+    the caller for one reference image, in which its luma planes, and what metrics compute from them alone (the
+    reference's SSIM maps), are remembered, so that scoring several outputs against it makes them once (the values
+    are the same bits either way)."""
     planes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    mses: dict[tuple[YMode, int], torch.Tensor] = {}
     scores: dict[str, torch.Tensor] = {}
 
     def luma(mode: YMode) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,11 +263,21 @@ def score_all(
                 planes[mode] = (_own_plane(sr, mode), reference_planes[mode])
         return planes[mode]
 
+    def on_luma(metric: LumaMetric) -> torch.Tensor:
+        mode, shave = metric.protocol.y_mode, metric.protocol.border
+        if isinstance(metric, MseMetric):
+            if (mode, shave) not in mses:
+                mses[mode, shave] = functional.mse(*luma(mode), shave=shave)
+            return metric.from_mse(mses[mode, shave])
+        if reference_planes is None or sr.shape[1] != hr.shape[1]:  # the reference plane is not the kept one
+            return metric.on_planes(*luma(mode))
+        return metric.on_planes_sharing_reference(*luma(mode), reference_planes)
+
     def score(metric: Metric) -> torch.Tensor:
         if metric.info.name in scores:
             return scores[metric.info.name]
         if isinstance(metric, LumaMetric):
-            value = metric.on_planes(*luma(metric.protocol.y_mode))
+            value = on_luma(metric)
         elif isinstance(metric, DerivedMetric):
             value = metric.combine({part.info.name: score(part) for part in metric.components})
         else:
@@ -268,25 +300,25 @@ def _own_plane(img: torch.Tensor, mode: YMode) -> torch.Tensor:
 
 
 @register_metric
-class PSNR(LumaMetric):
+class PSNR(MseMetric):
     info = MetricInfo(
         "psnr", True, True, "dB", "PSNR on BT.601 Y (gray for 1-channel references), border shaved",
         label="PSNR", decimals=3, table_decimals=2,
     )  # fmt: skip
 
-    def on_planes(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        return functional.psnr(sr, hr, shave=self.protocol.border)
+    def from_mse(self, mse: torch.Tensor) -> torch.Tensor:
+        return functional.psnr_from_mse(mse)
 
 
 @register_metric
-class RMSE(LumaMetric):
+class RMSE(MseMetric):
     info = MetricInfo(
         "rmse", False, True, "", "RMSE on Y (0-255), border shaved; the set value is sqrt(mean per-image MSE)", "rms",
         label="RMSE",
     )  # fmt: skip
 
-    def on_planes(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        return functional.mse(sr, hr, shave=self.protocol.border).sqrt()
+    def from_mse(self, mse: torch.Tensor) -> torch.Tensor:
+        return mse.sqrt()
 
 
 @register_metric
@@ -298,3 +330,12 @@ class SSIM(LumaMetric):
 
     def on_planes(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
         return functional.ssim(sr, hr, shave=self.protocol.border)
+
+    def on_planes_sharing_reference(
+        self, sr: torch.Tensor, hr: torch.Tensor, reference: dict[object, torch.Tensor]
+    ) -> torch.Tensor:
+        # The reference's maps differ with the plane (Y mode), the shave and the window: all are in the key.
+        key = ("ssim reference maps", self.protocol.y_mode, self.protocol.border, SSIM_WINDOW, SSIM_SIGMA)
+        value, maps = functional.ssim_sharing_reference(sr, hr, reference.get(key), shave=self.protocol.border)
+        reference[key] = maps
+        return value
