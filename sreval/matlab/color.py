@@ -18,14 +18,12 @@ from typing import Literal
 import torch
 
 from sreval.errors import ParameterError, SrevalError
-from sreval.matlab.rounding import matlab_round
+from sreval.matlab.rounding import matlab_round, round_clamp_uint8_range_
 
 YMode = Literal["matlab", "float"]
 Y_MODES: tuple[YMode, ...] = ("matlab", "float")
 _BT601 = (65.481, 128.553, 24.966)
 _GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
-#: The largest double below 0.5: adding it carries x to the next integer exactly when x's fraction is >= 0.5.
-_BELOW_HALF = 0.49999999999999994
 
 
 def _check(img: torch.Tensor, mode: YMode) -> None:
@@ -40,13 +38,6 @@ def _matlab_uint8(x: torch.Tensor, mode: YMode) -> torch.Tensor:
     if mode == "float":
         return x
     return matlab_round(x).clamp_(0, 255)
-
-
-def _round_non_negative_(x: torch.Tensor) -> torch.Tensor:
-    """`matlab_round` in place for 0 <= x < 2^52, in two passes instead of five. Adding _BELOW_HALF reaches the
-    next integer when the fraction is >= 0.5 and stays below it otherwise, also at x.5 - 1 ulp, where adding 0.5
-    itself can round up (0.49999999999999994 + 0.5 == 1.0)."""
-    return x.add_(_BELOW_HALF).floor_()
 
 
 def _weighted_channels(img: torch.Tensor, weights: tuple[float, float, float]) -> torch.Tensor:
@@ -64,7 +55,7 @@ def _weighted_channels(img: torch.Tensor, weights: tuple[float, float, float]) -
 
 def _uint8_result(x: torch.Tensor, mode: YMode) -> torch.Tensor:
     """As `_matlab_uint8`, in place, for the 0..255 values a weighted sum of uint8 channels gives."""
-    return x if mode == "float" else _round_non_negative_(x).clamp_(0, 255)
+    return x if mode == "float" else round_clamp_uint8_range_(x)
 
 
 def rgb_to_y(img: torch.Tensor, mode: YMode = "matlab") -> torch.Tensor:
