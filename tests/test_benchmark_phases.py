@@ -15,6 +15,7 @@ from sreval.benchmark.runner import PHASES, BenchmarkResult, run_benchmarks
 from sreval.datasets.registry import load_hr, parse_datasets
 from sreval.errors import ParameterError
 from sreval.imageio import load_image, save_png, to_tensor
+from sreval.matlab import color
 from sreval.matlab.color import YMode, rgb_to_y
 from sreval.methods.base import MethodInput
 from sreval.methods.baselines import Bicubic, NearestNeighbour
@@ -124,6 +125,32 @@ def test_the_reference_luma_plane_is_made_once_for_all_outputs_with_the_same_val
     assert len(made) == len(outputs) + 1  # each output's plane, and the reference's once
     for a, b in zip(plain, shared, strict=True):
         assert {k: v.tolist() for k, v in a.items()} == {k: v.tolist() for k, v in b.items()}
+
+
+def test_niqe_scores_the_output_luma_plane_that_psnr_made(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NIQE (PIRM: Y of the output, border shaved) takes the output's Y plane made for PSNR/SSIM/RMSE instead of
+    converting the output again; the values are those of each metric alone."""
+    protocol = Protocol()
+    metrics = parse_metrics(["psnr", "ssim", "rmse", "niqe"], protocol)
+    hr = to_tensor(load_hr(parse_datasets(["set5"])[0].images[2], data_root).pixels)
+    outputs = [hr.flip(-1).contiguous(), (hr // 2 * 2).contiguous()]
+    alone = [{m.info.name: m(sr, hr) for m in metrics} for sr in outputs]
+    conversions: list[int] = []
+    real = color._weighted_channels
+
+    def counted(img: torch.Tensor, weights: tuple[float, float, float]) -> torch.Tensor:
+        conversions.append(1)
+        return real(img, weights)
+
+    monkeypatch.setattr(color, "_weighted_channels", counted)
+    planes: dict[object, torch.Tensor] = {}
+    shared = [score_all(metrics, sr, hr, reference_planes=planes) for sr in outputs]
+    assert len(conversions) == len(outputs) + 1  # each output's Y once, and the reference's once
+    for a, b in zip(alone, shared, strict=True):
+        assert {k: v.tolist() for k, v in a.items()} == {k: v.tolist() for k, v in b.items()}
+    conversions.clear()
+    score_all(metrics, outputs[0], hr)  # without a dict kept for the reference: still one Y per image
+    assert len(conversions) == 2
 
 
 def test_score_all_times_each_metric_under_its_name(data_root: Path) -> None:

@@ -26,18 +26,23 @@ from typing import Any, ClassVar
 import torch
 
 from sreval.assets import AssetMissing, locate, resolve, sha256_of
-from sreval.matlab.color import rgb_to_y
 from sreval.metrics.niqe import NiqeModel, load_niqe_model, niqe, shipped_niqe_model
 from sreval.metrics.nrqm import NrqmModel, load_nrqm_model, nrqm_features, nrqm_score
-from sreval.metrics.registry import DerivedMetric, Metric, MetricInfo, register_metric
+from sreval.metrics.registry import (
+    DerivedMetric,
+    Metric,
+    MetricInfo,
+    OwnPlaneMetric,
+    own_plane,
+    register_metric,
+    shaved,
+)
 from sreval.protocol import Protocol
 
 
 def pirm_plane(img: torch.Tensor, protocol: Protocol) -> torch.Tensor:
     """The plane PIRM scores: Y (or the gray values of a 1-channel image), float64, border shaved."""
-    plane = img.to(torch.float64) if img.shape[1] == 1 else rgb_to_y(img, protocol.y_mode)
-    b = protocol.border
-    return plane[..., b:-b, b:-b] if b else plane
+    return shaved(own_plane(img, protocol.y_mode), protocol.border)
 
 
 #: Ma's model files, in the order they are looked for.
@@ -94,7 +99,7 @@ class ModelMetric(Metric):
 
 
 @register_metric
-class NIQE(ModelMetric):
+class NIQE(ModelMetric, OwnPlaneMetric):
     info = MetricInfo(
         "niqe", False, False, "", "NIQE (LIVE model, 96x96 blocks) on Y, border shaved: PIRM 2018", label="NIQE"
     )
@@ -122,12 +127,12 @@ class NIQE(ModelMetric):
         digest: str = self.model.digest()
         return digest
 
-    def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        return niqe(pirm_plane(sr, self.protocol), self.model)
+    def on_plane(self, plane: torch.Tensor) -> torch.Tensor:
+        return niqe(plane, self.model)
 
 
 @register_metric
-class Ma(ModelMetric):
+class Ma(ModelMetric, OwnPlaneMetric):
     info = MetricInfo("ma", True, False, "", "Ma et al.'s NRQM score (0-10) on Y, border shaved: PIRM 2018", label="Ma")
     asset = "nrqm"
 
@@ -155,9 +160,8 @@ class Ma(ModelMetric):
         assert self.model_path is not None
         return sha256_of(self.model_path)
 
-    def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        planes = pirm_plane(sr, self.protocol)
-        scores = [nrqm_score(nrqm_features(plane[0]), self.model) for plane in planes]
+    def on_plane(self, plane: torch.Tensor) -> torch.Tensor:
+        scores = [nrqm_score(nrqm_features(one[0]), self.model) for one in plane]
         return torch.stack([s.reshape(()) for s in scores]).to(torch.float64)
 
 

@@ -210,6 +210,29 @@ class MseMetric(LumaMetric):
         """Scores (N,) from the per-image MSE of the shaved planes."""
 
 
+def own_plane(img: torch.Tensor, mode: YMode) -> torch.Tensor:
+    """An image's own luma plane, float64 (N, 1, H, W): Y of RGB, or the gray values as they are. It is the plane
+    `luma_pair` compares when output and reference have the same number of channels."""
+    return img.to(torch.float64) if img.shape[1] == 1 else rgb_to_y(img, mode)
+
+
+def shaved(plane: torch.Tensor, border: int) -> torch.Tensor:
+    """`plane` without `border` pixels on each side (a view)."""
+    return plane[..., border:-border, border:-border] if border else plane
+
+
+class OwnPlaneMetric(Metric):
+    """A no-reference metric of the output's own luma plane with the border shaved (PIRM's NIQE and Ma);
+    `score_all` hands it the plane it made for the luma metrics instead of converting the output again."""
+
+    def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        return self.on_plane(shaved(own_plane(sr, self.protocol.y_mode), self.protocol.border))
+
+    @abstractmethod
+    def on_plane(self, plane: torch.Tensor) -> torch.Tensor:
+        """Scores (N,) for the output's shaved float64 plane (N, 1, H, W) on the 0..255 scale."""
+
+
 class DerivedMetric(Metric):
     """A metric combined from other registered metrics (PI from Ma and NIQE); unavailable when a part is."""
 
@@ -248,19 +271,29 @@ def score_all(
     reference's SSIM maps), are remembered, so that scoring several outputs against it makes them once (the values
     are the same bits either way)."""
     planes: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    output_planes: dict[YMode, torch.Tensor] = {}
     mses: dict[tuple[YMode, int], torch.Tensor] = {}
     scores: dict[str, torch.Tensor] = {}
 
+    def output_plane(mode: YMode) -> torch.Tensor:
+        if mode not in output_planes:
+            output_planes[mode] = own_plane(sr, mode)
+        return output_planes[mode]
+
     def luma(mode: YMode) -> tuple[torch.Tensor, torch.Tensor]:
         if mode not in planes:
-            if reference_planes is None or sr.shape[1] != hr.shape[1]:
-                planes[mode] = luma_pair(sr, hr, mode)
+            if sr.shape[1] != hr.shape[1] or sr.shape[1] not in (1, 3):
+                planes[mode] = luma_pair(sr, hr, mode)  # gray values of an RGB output, or luma_pair's error
             else:
                 # Equal channel counts: each plane depends on its own image only (Y of RGB, or gray values as
                 # they are), exactly as luma_pair chooses them.
-                if mode not in reference_planes:
-                    reference_planes[mode] = _own_plane(hr, mode)
-                planes[mode] = (_own_plane(sr, mode), reference_planes[mode])
+                if reference_planes is None:
+                    reference = own_plane(hr, mode)
+                elif mode in reference_planes:
+                    reference = reference_planes[mode]
+                else:
+                    reference = reference_planes[mode] = own_plane(hr, mode)
+                planes[mode] = (output_plane(mode), reference)
         return planes[mode]
 
     def on_luma(metric: LumaMetric) -> torch.Tensor:
@@ -278,6 +311,8 @@ def score_all(
             return scores[metric.info.name]
         if isinstance(metric, LumaMetric):
             value = on_luma(metric)
+        elif isinstance(metric, OwnPlaneMetric):
+            value = metric.on_plane(shaved(output_plane(metric.protocol.y_mode), metric.protocol.border))
         elif isinstance(metric, DerivedMetric):
             value = metric.combine({part.info.name: score(part) for part in metric.components})
         else:
@@ -292,11 +327,6 @@ def score_all(
         if timings is not None:
             timings[metric.info.name] = timings.get(metric.info.name, 0.0) + time.perf_counter() - tick
     return {m.info.name: scores[m.info.name] for m in metrics}
-
-
-def _own_plane(img: torch.Tensor, mode: YMode) -> torch.Tensor:
-    """The plane `luma_pair` compares for an image paired with one of the same channel count."""
-    return img.to(torch.float64) if img.shape[1] == 1 else rgb_to_y(img, mode)
 
 
 @register_metric
