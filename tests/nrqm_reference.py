@@ -3,16 +3,57 @@ that the fast routes give the same numbers on arbitrary inputs (tests/test_nrqm_
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sreval.metrics.nrqm.stats import gauss_kernel
+from sreval.metrics.nrqm.features import _ORIENTATIONS, _dct_matrix, _same_pad
+from sreval.metrics.nrqm.stats import _ggd_table, gauss_kernel
 from sreval.metrics.nrqm.steerable import N_BANDS, _cubic
 
 F64 = torch.float64
+
+
+def ggd_shape(x: torch.Tensor) -> torch.Tensor:
+    """GGD shape of each row by moment matching, with torch's own variance: the grid γ whose ρ(γ) is nearest
+    to var / mean(|x − mean|)² (an argmin over the whole grid)."""
+    gamma, table = _ggd_table()
+    mean = x.mean(dim=-1, keepdim=True)
+    rho = x.var(dim=-1, keepdim=True) / ((x - mean).abs().mean(dim=-1, keepdim=True) ** 2 + 1e-7)
+    return gamma[(rho - table).abs().argmin(dim=-1)]
+
+
+def coeff_var(x: torch.Tensor, eps: float) -> torch.Tensor:
+    a = x.abs()
+    return a.std(dim=-1) / (a.mean(dim=-1) + eps)
+
+
+def block_dct_features(level: torch.Tensor) -> torch.Tensor:
+    """Six block-DCT statistics of a pyramid level with the DCT as C·B·Cᵀ on each 7×7 block, torch's own
+    variance and standard deviation, and full sorts."""
+    (pt, pb), (pl, pr) = _same_pad(level.shape[0], 7, 3), _same_pad(level.shape[1], 7, 3)
+    padded = F.pad(level[None, None], (pl, pr, pt, pb))
+    blocks = F.unfold(padded, 7, stride=3)[0].T.reshape(-1, 7, 7)
+    c = _dct_matrix(7)
+    coef = (c @ blocks @ c.T).reshape(-1, 49)
+    ac = coef[:, 1:]
+    shape = torch.sort(ggd_shape(ac)).values
+    cv = torch.sort(coeff_var(ac, 1e-7)).values
+    per_orientation = torch.stack([coeff_var(coef[:, idx], 1e-8) for idx in _ORIENTATIONS], dim=-1)
+    orient = torch.sort(per_orientation.var(dim=-1)).values
+
+    def lowest(x: torch.Tensor, frac: float) -> torch.Tensor:
+        return x[: math.ceil(frac * x.numel()) + 1].mean()
+
+    def highest(x: torch.Tensor, start: float) -> torch.Tensor:
+        return x[math.floor(start * x.numel()) :].mean()
+
+    return torch.stack(
+        [lowest(shape, 0.1), shape.mean(), highest(cv, 0.9), cv.mean(), highest(orient, 0.9), orient.mean()]
+    )
 
 
 def gsm_normalise(bands: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -41,6 +82,37 @@ def gsm_normalise(bands: list[torch.Tensor]) -> list[torch.Tensor]:
         centre = band[1:-1, 1:-1].reshape(-1)
         centre = centre - centre.mean()
         quad = (torch.linalg.solve(cov.T, t.T).T * t / n_window).sum(dim=1)
+        z = quad.sqrt()
+        mask = z != 0
+        g = (centre * mask / (z * mask + 1e-12)).reshape(h - 2, w - 2)
+        gb = 16 >> si
+        g = g[gb:-gb, gb:-gb]
+        out.append(g - g.mean())
+    return out
+
+
+def gsm_normalise_stacked(bands: list[torch.Tensor], parents: list[torch.Tensor]) -> list[torch.Tensor]:
+    """GSM normalisation with every neighbourhood vector of a band stacked into one (k, n) matrix of shifted
+    views: the covariance and the quadratic form as one matrix product each over the whole band."""
+    out = []
+    for idx, band in enumerate(bands):
+        si, bi = divmod(idx, N_BANDS)
+        h, w = band.shape
+        rows = [band[dy : h - 2 + dy, dx : w - 2 + dx] for dy in range(3) for dx in range(3)]
+        if idx < len(parents):
+            rows.append(parents[idx][1:-1, 1:-1])
+        rows += [bands[si * N_BANDS + ni][1:-1, 1:-1] for ni in range(N_BANDS) if ni != bi]
+        t = torch.stack(rows).reshape(len(rows), -1)
+        n_window = t.shape[0] - (N_BANDS - 1)
+        cov = t @ t.T / t.shape[1]
+        evals, evecs = torch.linalg.eigh(cov)
+        pos = evals * (evals > 0)
+        pos_sum = pos.sum()
+        evals = pos * evals.sum() / (pos_sum + (pos_sum == 0).to(F64))
+        cov = evecs @ torch.diag(evals) @ evecs.T
+        inv_t = torch.linalg.solve(cov.T, torch.eye(cov.shape[0], dtype=F64))
+        quad = ((inv_t @ t) * t).sum(dim=0) / n_window
+        centre = t[4] - t[4].mean()
         z = quad.sqrt()
         mask = z != 0
         g = (centre * mask / (z * mask + 1e-12)).reshape(h - 2, w - 2)

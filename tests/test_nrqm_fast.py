@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from sreval.metrics.nrqm.features import _block_dct_features
 from sreval.metrics.nrqm.gsm import contrast_structure, gsm_normalise
 from sreval.metrics.nrqm.model import Forest, ForestSet
 from sreval.metrics.nrqm.stats import _ggd_table, ggd_shape
@@ -24,29 +25,63 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (65, 97), (83, 70)])
-def test_gsm_normalise_equals_previous_formulation(shape: tuple[int, int]) -> None:
+@pytest.mark.parametrize("chunk_pixels", [None, 1, 150, 1000])
+def test_gsm_normalise_equals_previous_formulations(shape: tuple[int, int], chunk_pixels: int | None) -> None:
+    """Chunk sizes from one row per chunk to chunks that end mid-band, so every chunk boundary (and the crop of
+    the guard band inside a chunk) is exercised on small planes."""
     gen = torch.Generator().manual_seed(shape[0] * 1000 + shape[1])
     img = torch.rand(shape, generator=gen, dtype=torch.float64) * 255
     _, bands = steerable_pyramid(img)
     parents = [resize_f32(b, shape) for b in bands[N_BANDS:]]
-    fast = gsm_normalise(bands, parents)
+    fast = gsm_normalise(bands, parents) if chunk_pixels is None else gsm_normalise(bands, parents, chunk_pixels)
     slow = reference.gsm_normalise(bands)
+    stacked = reference.gsm_normalise_stacked(bands, parents)
     assert [f.shape for f in fast] == [s.shape for s in slow]
-    for f, s in zip(fast, slow, strict=True):
-        # Both solve the same 15×15 system; they differ in rounding only (the solve's order of operations).
+    for f, s, st in zip(fast, slow, stacked, strict=True):
+        # The same 15×15 system; they differ in rounding only (the solve's order of operations, and the
+        # covariance summed chunk by chunk rather than in one product).
         assert _relative(f, s) <= 1e-10
+        assert _relative(f, st) <= 1e-10
 
 
 @pytest.mark.parametrize("shape", [(11, 11), (12, 30), (47, 53), (64, 97), (97, 64)])
-def test_contrast_structure_equals_direct_filter(shape: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("n_images", "pairs"),
+    [
+        (5, [(0, 1), (0, 4), (2, 3), (4, 1), (3, 3)]),
+        (3, [(0, 1), (2, 1)]),  # odd map counts: a transform holds a single map
+        (2, [(1, 0)]),
+    ],
+)
+def test_contrast_structure_equals_direct_filter(
+    shape: tuple[int, int], n_images: int, pairs: list[tuple[int, int]]
+) -> None:
     gen = torch.Generator().manual_seed(shape[0] + 7 * shape[1])
-    images = [torch.randn(shape, generator=gen, dtype=torch.float64) * 40 for _ in range(5)]
+    # Different scales per image (as the pyramid's bands and residual have), so that a map mixed up with
+    # another one, or a local mean taken from the wrong half of a transform, shows.
+    images = [torch.randn(shape, generator=gen, dtype=torch.float64) * 40 / (k + 1) for k in range(n_images)]
     images[1] = images[0] * 0.5 + images[1] * 0.1  # a correlated pair, so cs is far from 0
-    pairs = [(0, 1), (0, 4), (2, 3), (4, 1), (3, 3)]
     fast = contrast_structure(images, pairs)
     slow = reference.contrast_structure(images, pairs)
     assert fast.shape == (len(pairs),)
     assert float((fast - slow).abs().max()) <= 1e-12
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (65, 97), (23, 40), (9, 200)])
+def test_block_dct_features_equal_previous_formulation(shape: tuple[int, int]) -> None:
+    gen = torch.Generator().manual_seed(shape[0] * 7 + shape[1])
+    level = torch.rand(shape, generator=gen, dtype=torch.float64) ** 3
+    # A flat patch (its AC coefficients are rounding noise, which the +1e-7/+1e-8 of the statistics absorb)
+    # and a smooth ramp, next to texture of every contrast.
+    level[: shape[0] // 2, : shape[1] // 3] = 0.5
+    level[shape[0] // 2 :, : shape[1] // 4] = torch.linspace(0, 1, shape[1] // 4, dtype=torch.float64)
+    got = _block_dct_features(level)
+    want = reference.block_dct_features(level)
+    assert got.shape == (6,)
+    # The AC coefficients of a flat block are rounding noise (~1e-17), which the coefficient-of-variation
+    # statistics divide by mean|c| + 1e-7 (or 1e-8 per orientation): another order of the DCT's sums moves
+    # them by up to ~3e-9 here. Everything else agrees to rounding.
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-8)
 
 
 def _grown_forest(rng: np.random.Generator, n_features: int, n_tree: int, n_rows: int) -> dict[str, Any]:

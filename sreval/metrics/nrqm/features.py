@@ -41,6 +41,14 @@ def _dct_matrix(n: int) -> torch.Tensor:
     return c
 
 
+@cache
+def _dct2_matrix(n: int) -> torch.Tensor:
+    """The 2-D DCT of row-major flattened n×n blocks as one (n², n²) matrix: vec(C B Cᵀ) = (C ⊗ C) vec(B).
+    One product with it does every block at once, where C B Cᵀ would be two tiny products per block."""
+    c = _dct_matrix(n)
+    return torch.kron(c, c)
+
+
 def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow 'SAME' padding (before, after) for one dimension."""
     out = math.ceil(size / stride)
@@ -76,9 +84,8 @@ def _block_dct_features(level: torch.Tensor) -> torch.Tensor:
     """Six statistics of the 7×7 DCTs of blocks taken every 3 px (zero 'SAME' padding)."""
     (pt, pb), (pl, pr) = _same_pad(level.shape[0], 7, 3), _same_pad(level.shape[1], 7, 3)
     padded = F.pad(level[None, None], (pl, pr, pt, pb))
-    blocks = F.unfold(padded, 7, stride=3)[0].T.reshape(-1, 7, 7)
-    c = _dct_matrix(7)
-    coef = (c @ blocks @ c.T).reshape(-1, 49)
+    blocks = F.unfold(padded, 7, stride=3)[0]  # (49, n): one block per column
+    coef = (_dct2_matrix(7) @ blocks).T  # (n, 49): the statistics reduce along rows
     ac = coef[:, 1:]
 
     shape = torch.sort(ggd_shape(ac)).values
