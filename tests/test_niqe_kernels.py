@@ -182,16 +182,40 @@ def _awkward_coefficients(block: int, rows: int, cols: int) -> np.ndarray:
 
 @pytest.mark.parametrize("block", [24, 10, 6])
 @pytest.mark.parametrize("batch_pixels", [1, 5 * 24 * 24, niqe_blocks.BATCH_PIXELS])
+@pytest.mark.parametrize("dot_length", [niqe_blocks.DOT_LENGTH, 30, 5])
 def test_block_features_of_awkward_blocks_equal_the_reference(
-    monkeypatch: pytest.MonkeyPatch, block: int, batch_pixels: int
+    monkeypatch: pytest.MonkeyPatch, block: int, batch_pixels: int, dot_length: int
 ) -> None:
     """Blocks of 24² values and of 10² and 6² (counts of a side then take another path than multiples of 8
-    values), one block per batch, batches that span block columns, and whole planes in one batch."""
+    values), one block per batch, batches that span block columns, and whole planes in one batch; sums of squares
+    in one dot product per block, in pieces of at most 30 values, and by einsum (6² values cannot be cut into
+    pieces of at most 5)."""
     structdis = _awkward_coefficients(block, 3, 4)
     monkeypatch.setattr(niqe_blocks, "BATCH_PIXELS", batch_pixels)
+    monkeypatch.setattr(niqe_blocks, "DOT_LENGTH", dot_length)
     ours = block_features(structdis, block)
     reference = _reference_block_features(structdis, block)
     assert ours.shape == (12, 18)
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(reference))
     np.testing.assert_allclose(ours, reference, rtol=1e-12, atol=0)
     assert np.isnan(ours[0, 1]) and not np.isnan(ours[2]).any()  # the zero block has no sides; the next has both
+
+
+def _reference_uint8_valued(a: np.ndarray) -> bool:
+    """The plain definition: every value an integer in 0..255."""
+    return bool(a.size and a.min() >= 0 and a.max() <= 255 and np.array_equal(np.round(a), a))
+
+
+def test_uint8_check_finds_a_stray_value_anywhere() -> None:
+    """The integer path needs integers 0..255 everywhere: one stray value, in the first row (looked at first) or
+    further on, sends the plane to the float path; crops and (1, 1, H, W) tensors are checked alike."""
+    plane = np.random.default_rng(5).integers(0, 256, (40, 70)).astype(np.float64)
+    assert niqe_module._uint8_valued(plane) and niqe_module._uint8_valued(torch.from_numpy(plane)[None, None])
+    assert niqe_module._uint8_valued(plane[5:30, 7:60])
+    for stray in (255.5, 256.0, -1.0, -0.5, 65541.0, 1e10, -1e300, np.nan, np.inf, -np.inf, -0.0, 0.0):
+        for where in ((0, 3), (31, 17)):
+            changed = plane.copy()
+            changed[where] = stray
+            assert niqe_module._uint8_valued(changed) == _reference_uint8_valued(changed), (stray, where)
+            assert niqe_module._uint8_valued(changed[:, 1:]) == _reference_uint8_valued(changed[:, 1:])
+    assert not niqe_module._uint8_valued(np.zeros((0, 5)))

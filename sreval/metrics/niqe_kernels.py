@@ -60,13 +60,26 @@ def _ring_shape(offsets: tuple[tuple[int, int], ...]) -> tuple[int, int]:
     return a, b
 
 
+@functools.cache
+def _ring_plan() -> tuple[tuple[float, int, int, int], ...]:
+    """(weight, a, b, number of points) per ring, in `window_rings` order."""
+    return tuple((weight, *_ring_shape(offsets), 2 * len(offsets)) for weight, offsets in window_rings())
+
+
 def _flat_padded(plane: np.ndarray, dtype: type) -> tuple[np.ndarray, int]:
     """The plane with a 'replicate' border of RADIUS pixels (one more row above and below), flattened, and its
     row length. A window offset (dy, dx) is then the flat offset dy·row + dx: every step is one contiguous 1-D
     operation over whole padded rows (numpy runs those several times faster than 2-D slices); the values in the
-    border columns are garbage and are cut off at the end."""
+    border columns are garbage and are cut off at the end. Written in place (np.pad copies the plane twice)."""
     r = RADIUS
-    padded: np.ndarray = np.pad(plane.astype(dtype, copy=False), ((r + 1, r + 1), (r, r)), mode="edge")
+    h, w = plane.shape
+    padded = np.empty((h + 2 * r + 2, w + 2 * r), dtype)
+    inner = padded[r + 1 : r + 1 + h]
+    inner[:, r : r + w] = plane
+    inner[:, :r] = inner[:, r : r + 1]
+    inner[:, r + w :] = inner[:, r + w - 1 : r + w]
+    padded[: r + 1] = inner[0]
+    padded[r + 1 + h :] = inner[-1]
     return padded.reshape(-1), padded.shape[1]
 
 
@@ -175,15 +188,15 @@ def _integer_strip(flat: np.ndarray, row: int, h: int) -> np.ndarray:
     totals, square_totals = _RingTotals(flat, row, h), _RingTotals(squares, row, h)
     start, size = (RADIUS + 1) * row, h * row
     x = flat[start : start + size]
+    x32 = x.astype(np.int32)  # so that each ring's x·(2·Σ x_o − n·x) casts one operand, not two
     times = {n: x * np.int16(n) for n in (4, 8)}
     ring_sum, both, product = np.empty(size, np.int16), np.empty(size, np.int16), np.empty(size, np.int32)
     weighting = _Weighting(size)
-    for weight, offsets in window_rings():
-        a, b = _ring_shape(offsets)
+    for weight, a, b, points in _ring_plan():
         total = totals.ring(a, b)
-        np.subtract(total, times[2 * len(offsets)], out=ring_sum)
+        np.subtract(total, times[points], out=ring_sum)
         np.add(total, ring_sum, out=both)  # 2·Σ x_o − n·x, within int16
-        np.multiply(x, both, out=product, dtype=np.int32)
+        np.multiply(both, x32, out=product)
         ring_square = np.subtract(square_totals.ring(a, b), product, out=product)
         weighting.add(ring_sum, ring_square, weight)
     return weighting.mscn()
