@@ -89,7 +89,7 @@ def report(path: Path, model: NiqeModel, block: int, repeats: int) -> None:
     for name, ms in times.items():
         print(f"  {name:<42}{ms:>8.2f} ms")
     print(f"  {'sum of phases':<42}{sum(times.values()):>8.2f} ms")
-    print(f"  {'niqe() total':<42}{total:>8.2f} ms  (the rest: conversions, copies, colder caches)")
+    print(f"  {'niqe() total':<42}{total:>8.2f} ms  (each row is its own best run: compare rows of one run)")
     print(f"  {'floor: Gaussian filtering + block sums':<42}{best(lambda: floor(x, block), repeats):>8.2f} ms")
 
 
