@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from sreval.metrics.nrqm.features import _ORIENTATIONS, _dct_matrix, _same_pad
 from sreval.metrics.nrqm.stats import _ggd_table, gauss_kernel
-from sreval.metrics.nrqm.steerable import N_BANDS, _cubic
+from sreval.metrics.nrqm.steerable import N_BANDS, _angle_table, _cubic, _freq_grid, _raised_cosine, as_f32_in_f64
 
 F64 = torch.float64
 
@@ -138,6 +138,49 @@ def contrast_structure(images: list[torch.Tensor], pairs: list[tuple[int, int]])
         cov = filt(x * y) - mx * my
         out.append(F.relu((2 * cov + c2) / (vx + vy + c2)).mean())
     return torch.stack(out)
+
+
+def _mask(grid: np.ndarray[Any, Any], xs: np.ndarray[Any, Any], ys: np.ndarray[Any, Any]) -> torch.Tensor:
+    return as_f32_in_f64(np.interp(grid.ravel(), xs, ys).reshape(grid.shape))
+
+
+def steerable_pyramid(img: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The complex steerable pyramid step for step as pyiqa computes it: centred spectra shifted back before
+    every inverse transform, masks applied as complex products, the band rotated by (−i)^(K−1) explicitly."""
+    h, w = img.shape
+    log_rad, angle = _freq_grid(h, w)
+    xr, yr = _raised_cosine()
+    yr = np.sqrt(yr)
+    yir = np.sqrt(1 - yr**2)
+    xcosn, ycosn = _angle_table()
+    # (−i)^(K−1) rotates the analytic band; numpy's power gives exactly −1j for K = 6.
+    rot = complex(np.power(complex(0, -1), N_BANDS - 1))
+
+    dft = torch.fft.fftshift(torch.fft.fft2(img))
+    hi0 = torch.fft.ifft2(torch.fft.ifftshift(dft * _mask(log_rad, xr, yr))).real
+    lodft = dft * _mask(log_rad, xr, yir)
+
+    bands: list[torch.Tensor] = []
+    abs_yir = np.abs(np.sqrt(1 - yr**2))
+    for level in range(2):
+        xr = xr - 1.0  # one octave down
+        himask = _mask(log_rad, xr, yr)
+        for b in range(N_BANDS):
+            anglemask = _mask(angle, xcosn + np.pi * b / N_BANDS, ycosn)
+            band = lodft * anglemask * himask
+            band = torch.complex(
+                rot.real * band.real - rot.imag * band.imag, rot.real * band.imag + rot.imag * band.real
+            )
+            bands.append(torch.fft.ifft2(torch.fft.ifftshift(band)).real)
+        if level == 1:
+            break
+        dims = np.array(lodft.shape)
+        start = (np.ceil((dims + 0.5) / 2) - np.ceil((np.ceil((dims - 0.5) / 2) + 0.5) / 2)).astype(int)
+        end = (start + np.ceil((dims - 0.5) / 2)).astype(int)
+        log_rad = log_rad[start[0] : end[0], start[1] : end[1]]
+        angle = angle[start[0] : end[0], start[1] : end[1]]
+        lodft = _mask(log_rad, xr, abs_yir) * lodft[start[0] : end[0], start[1] : end[1]]
+    return hi0, bands
 
 
 def walk_tree(forest: dict[str, Any], t: int, x: np.ndarray) -> float:

@@ -4,6 +4,8 @@ float32 resize and the GGD shape lookup by 1-D gathers."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import nrqm_reference as reference
@@ -11,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from sreval.metrics.nrqm import nrqm_features
 from sreval.metrics.nrqm.features import _block_dct_features
 from sreval.metrics.nrqm.gsm import contrast_structure, gsm_normalise
 from sreval.metrics.nrqm.model import Forest, ForestSet
+from sreval.metrics.nrqm.parallel import Pieces
 from sreval.metrics.nrqm.stats import _ggd_table, ggd_shape
 from sreval.metrics.nrqm.steerable import N_BANDS, resize_f32, steerable_pyramid
 
@@ -42,6 +46,23 @@ def test_gsm_normalise_equals_previous_formulations(shape: tuple[int, int], chun
         # covariance summed chunk by chunk rather than in one product).
         assert _relative(f, s) <= 1e-10
         assert _relative(f, st) <= 1e-10
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (65, 97), (97, 64), (83, 70), (71, 71)])
+def test_steerable_pyramid_equals_previous_formulation(shape: tuple[int, int]) -> None:
+    """Even and odd sizes: the spectrum's centre, its crop to the coarser scale and the shifts all depend on
+    the parity of each side."""
+    gen = torch.Generator().manual_seed(shape[0] * 31 + shape[1])
+    img = torch.rand(shape, generator=gen, dtype=torch.float64) * 255
+    hi0, bands = steerable_pyramid(img)
+    ref_hi0, ref_bands = reference.steerable_pyramid(img)
+    assert len(bands) == len(ref_bands) == 2 * N_BANDS
+    # The same float32 masks in the same order; scipy's transforms instead of torch's, and the band's rotation
+    # by −i moved from the spectrum to the output (Re(ifft(−i·B)) = Im(ifft(B))): rounding apart only.
+    for got, want in zip([hi0, *bands], [ref_hi0, *ref_bands], strict=True):
+        assert got.shape == want.shape
+        assert got.is_contiguous()
+        assert float((got - want).abs().max()) <= 1e-14 * float(want.abs().max())
 
 
 @pytest.mark.parametrize("shape", [(11, 11), (12, 30), (47, 53), (64, 97), (97, 64)])
@@ -82,6 +103,47 @@ def test_block_dct_features_equal_previous_formulation(shape: tuple[int, int]) -
     # statistics divide by mean|c| + 1e-7 (or 1e-8 per orientation): another order of the DCT's sums moves
     # them by up to ~3e-9 here. Everything else agrees to rounding.
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-8)
+
+
+@pytest.fixture
+def two_torch_threads() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("two_torch_threads")
+def test_pieces_run_one_torch_thread_each_and_leave_the_callers_count() -> None:
+    pieces = Pieces(2)
+    try:
+        seen = pieces.map(lambda k: (k, torch.get_num_threads()), range(20))
+        later = pieces.submit(lambda: torch.get_num_threads() + 100)
+        assert seen == [(k, 1) for k in range(20)]
+        assert later.result() == 101
+        assert pieces.workers == 1 and pieces.caller_workers == 2
+        assert torch.get_num_threads() == 2  # the caller's own count, while the pieces' threads hold 1
+    finally:
+        pieces.close()
+    # Threads started afterwards get the caller's count again, not the pieces' 1.
+    fresh = ThreadPoolExecutor(1)
+    assert fresh.submit(torch.get_num_threads).result() == 2
+    fresh.shutdown()
+    serial = Pieces(1)
+    assert serial.map(lambda k: torch.get_num_threads(), range(3)) == [2, 2, 2]
+    assert serial.submit(lambda: 7).result() == 7 and serial.workers == 1
+
+
+@pytest.mark.usefixtures("two_torch_threads")
+def test_features_on_two_threads_equal_features_on_one() -> None:
+    """Pieces on two threads compute exactly what they compute in turn: each runs on one torch thread."""
+    gen = torch.Generator().manual_seed(5)
+    plane = torch.rand(97, 130, generator=gen, dtype=torch.float64) * 255
+    two = nrqm_features(plane)
+    torch.set_num_threads(1)
+    one = nrqm_features(plane)
+    for a, b in zip(two, one, strict=True):
+        assert torch.equal(a, b)
 
 
 def _grown_forest(rng: np.random.Generator, n_features: int, n_tree: int, n_rows: int) -> dict[str, Any]:

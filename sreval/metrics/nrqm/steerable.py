@@ -4,12 +4,15 @@ orientations) of the global-frequency features and the float32 bicubic enlargeme
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import numpy as np
+import scipy.fft
 import torch
 
 from sreval.errors import SrevalError
+from sreval.metrics.nrqm.parallel import SERIAL, Pieces
 
 #: Orientations per scale of the steerable pyramid.
 N_BANDS = 6
@@ -42,8 +45,12 @@ def _freq_grid(h: int, w: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, An
     return np.log2(rad), angle
 
 
-def _mask(grid: np.ndarray[Any, Any], xs: np.ndarray[Any, Any], ys: np.ndarray[Any, Any]) -> torch.Tensor:
-    return as_f32_in_f64(np.interp(grid.ravel(), xs, ys).reshape(grid.shape))
+def _mask_values(
+    grid: np.ndarray[Any, Any], xs: np.ndarray[Any, Any], ys: np.ndarray[Any, Any]
+) -> np.ndarray[Any, Any]:
+    """A mask as pyiqa builds it: interpolated in float64, stored as float32, used in float64."""
+    values: np.ndarray[Any, Any] = np.interp(grid.ravel(), xs, ys).reshape(grid.shape)
+    return values.astype(np.float32).astype(np.float64)
 
 
 def _angle_table() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
@@ -59,36 +66,52 @@ def _angle_table() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     return xcosn, ycosn
 
 
-def steerable_pyramid(img: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _inverse(spectrum: np.ndarray[Any, Any], workers: int) -> np.ndarray[Any, Any]:
+    out: np.ndarray[Any, Any] = scipy.fft.ifft2(spectrum, workers=workers, overwrite_x=True)
+    return out
+
+
+def _oriented_band(
+    lodft: np.ndarray[Any, Any], himask: np.ndarray[Any, Any], angle: np.ndarray[Any, Any], workers: int, b: int
+) -> torch.Tensor:
+    """Band b of a scale: the low-pass spectrum times the angular and radial masks, back in space."""
+    xcosn, ycosn = _angle_table()
+    anglemask = _mask_values(angle, xcosn + np.pi * b / N_BANDS, ycosn)
+    band = _inverse(lodft * anglemask * himask, workers)
+    # pyiqa rotates the band by (−i)^(K−1) = −i before taking the real part: Re(−i·z) = Im(z).
+    return torch.from_numpy(band.imag.copy())
+
+
+def steerable_pyramid(img: torch.Tensor, pieces: Pieces = SERIAL) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Complex steerable pyramid, 2 scales × 6 orientations (matlabPyrTools' buildSCFpyr as pyiqa ports it).
 
     Returns the real high-pass residual (H, W) and the real parts of the 12 oriented bands (finer scale
-    first). Everything is done in the centred DFT domain with float32-valued masks, as pyiqa does."""
+    first), contiguous. The masks are pyiqa's float32-valued ones and multiply the spectra in pyiqa's order
+    (a complex value times a real mask is two real products, as in pyiqa's complex product with a zero
+    imaginary part).
+    pyiqa builds them on the centred DFT grid and shifts every product back before its inverse transform;
+    here the grids are shifted to the DFT's own order instead (np.interp is applied per value, so the masks
+    are the same values, permuted), and only the crop to the coarser scale is taken on the centred layout.
+    The transforms are scipy's, which handle the plane's arbitrary sizes (large prime factors included)
+    faster than torch's; the two differ by rounding only. The bands of a scale are independent `pieces`."""
     h, w = img.shape
     log_rad, angle = _freq_grid(h, w)
     xr, yr = _raised_cosine()
     yr = np.sqrt(yr)
     yir = np.sqrt(1 - yr**2)
-    xcosn, ycosn = _angle_table()
-    # (−i)^(K−1) rotates the analytic band; numpy's power gives exactly −1j for K = 6.
-    rot = complex(np.power(complex(0, -1), N_BANDS - 1))
+    unshift = np.fft.ifftshift
 
-    dft = torch.fft.fftshift(torch.fft.fft2(img))
-    hi0 = torch.fft.ifft2(torch.fft.ifftshift(dft * _mask(log_rad, xr, yr))).real
-    lodft = dft * _mask(log_rad, xr, yir)
+    dft = scipy.fft.fft2(img.to(torch.float64).numpy(), workers=pieces.caller_workers)
+    hi0_mask = _mask_values(unshift(log_rad), xr, yr)
+    hi0 = pieces.submit(lambda: torch.from_numpy(_inverse(dft * hi0_mask, pieces.workers).real.copy()))
+    lodft = dft * _mask_values(unshift(log_rad), xr, yir)
 
     bands: list[torch.Tensor] = []
     abs_yir = np.abs(np.sqrt(1 - yr**2))
     for level in range(2):
         xr = xr - 1.0  # one octave down
-        himask = _mask(log_rad, xr, yr)
-        for b in range(N_BANDS):
-            anglemask = _mask(angle, xcosn + np.pi * b / N_BANDS, ycosn)
-            band = lodft * anglemask * himask
-            band = torch.complex(
-                rot.real * band.real - rot.imag * band.imag, rot.real * band.imag + rot.imag * band.real
-            )
-            bands.append(torch.fft.ifft2(torch.fft.ifftshift(band)).real)
+        himask = _mask_values(unshift(log_rad), xr, yr)
+        bands += pieces.map(partial(_oriented_band, lodft, himask, unshift(angle), pieces.workers), range(N_BANDS))
         if level == 1:
             break
         dims = np.array(lodft.shape)
@@ -96,8 +119,9 @@ def steerable_pyramid(img: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tenso
         end = (start + np.ceil((dims - 0.5) / 2)).astype(int)
         log_rad = log_rad[start[0] : end[0], start[1] : end[1]]
         angle = angle[start[0] : end[0], start[1] : end[1]]
-        lodft = _mask(log_rad, xr, abs_yir) * lodft[start[0] : end[0], start[1] : end[1]]
-    return hi0, bands
+        centred = np.fft.fftshift(lodft)[start[0] : end[0], start[1] : end[1]]
+        lodft = unshift(_mask_values(log_rad, xr, abs_yir) * centred)
+    return hi0.result(), bands
 
 
 def _cubic(x: torch.Tensor) -> torch.Tensor:
