@@ -31,6 +31,16 @@ def coeff_var(x: torch.Tensor, eps: float) -> torch.Tensor:
     return a.std(dim=-1) / (a.mean(dim=-1) + eps)
 
 
+def gauss_pyramid(x: torch.Tensor, levels: int = 2) -> list[torch.Tensor]:
+    """The pyramid as pyiqa builds it: the whole level filtered ('same', zero border), odd rows/columns kept."""
+    k = gauss_kernel(3, 0.5)[None, None]
+    pyr = [x]
+    for _ in range(levels):
+        x = F.conv2d(x[None, None], k, padding=1)[0, 0, 1::2, 1::2]
+        pyr.append(x)
+    return pyr
+
+
 def block_dct_features(level: torch.Tensor) -> torch.Tensor:
     """Six block-DCT statistics of a pyramid level with the DCT as C·B·Cᵀ on each 7×7 block, torch's own
     variance and standard deviation, and full sorts."""

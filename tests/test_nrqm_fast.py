@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from sreval.metrics.nrqm import nrqm_features
-from sreval.metrics.nrqm.features import _block_dct_features
+from sreval.metrics.nrqm.features import _block_dct_features, _gauss_pyramid
 from sreval.metrics.nrqm.gsm import contrast_structure, gsm_normalise
 from sreval.metrics.nrqm.model import Forest, ForestSet
 from sreval.metrics.nrqm.parallel import Pieces
@@ -86,6 +86,15 @@ def test_contrast_structure_equals_direct_filter(
     slow = reference.contrast_structure(images, pairs)
     assert fast.shape == (len(pairs),)
     assert float((fast - slow).abs().max()) <= 1e-12
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (65, 97), (66, 95), (9, 200)])
+def test_gauss_pyramid_bit_identical_to_filtering_every_pixel(shape: tuple[int, int]) -> None:
+    gen = torch.Generator().manual_seed(shape[0] + shape[1])
+    x = torch.rand(shape, generator=gen, dtype=torch.float64)
+    got, want = _gauss_pyramid(x), reference.gauss_pyramid(x)
+    assert [g.shape for g in got] == [w.shape for w in want]
+    assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (65, 97), (23, 40), (9, 200)])

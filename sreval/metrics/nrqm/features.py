@@ -23,11 +23,13 @@ FEATURE_SIZES = (18, 45, 75)
 
 
 def _gauss_pyramid(x: torch.Tensor, levels: int = 2) -> list[torch.Tensor]:
-    """x (H, W) and `levels` halvings: 3×3 Gaussian (σ 0.5), zero border, keep odd rows/columns."""
+    """x (H, W) and `levels` halvings: 3×3 Gaussian (σ 0.5), zero border, keep odd rows/columns. Only the kept
+    outputs are filtered: a stride-2 filter of the zero-padded level from its second row and column."""
     k = gauss_kernel(3, 0.5)[None, None]
     pyr = [x]
     for _ in range(levels):
-        x = F.conv2d(x[None, None], k, padding=1)[0, 0, 1::2, 1::2]
+        padded = F.pad(x, (1, 1, 1, 1))
+        x = F.conv2d(padded[None, None, 1:, 1:], k, stride=2)[0, 0]
         pyr.append(x)
     return pyr
 
@@ -130,11 +132,17 @@ def nrqm_features(plane: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
         raise SrevalError(f"NRQM needs a plane of at least 64×64 pixels, got {tuple(plane.shape)}")
     img = plane.to(F64)
     with pieces_on_torch_threads() as pieces:
-        pyr = _gauss_pyramid(img / 255.0)
-        # Groups 1 and 3 need nothing of group 2: they start first and fill the gaps between its stages.
-        local = [pieces.submit(partial(_block_dct_features, level)) for level in pyr]
-        spatial = [pieces.submit(partial(_block_singular_values, level)) for level in pyr]
+        # Groups 1 and 3 need nothing of group 2: one piece, started first, that fills the gaps between the
+        # stages of group 2.
+        local_and_spatial = pieces.submit(partial(_local_and_spatial, img))
         f2 = gsm_features(img, pieces)
-        f1 = torch.cat([f.result() for f in local])
-        f3 = torch.cat([f.result() for f in spatial])
+        f1, f3 = local_and_spatial.result()
     return f1, f2, f3
+
+
+def _local_and_spatial(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Groups 1 and 3 of a plane (values 0..255): both work on the same Gaussian pyramid of plane / 255."""
+    pyr = _gauss_pyramid(img / 255.0)
+    local = torch.cat([_block_dct_features(level) for level in pyr])
+    spatial = torch.cat([_block_singular_values(level) for level in pyr])
+    return local, spatial

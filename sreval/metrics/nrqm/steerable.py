@@ -34,14 +34,18 @@ def _raised_cosine() -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     return x, y
 
 
-def _freq_grid(h: int, w: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    """log2 radius and angle of the centred DFT grid (radius at DC copied from its left neighbour)."""
+def _freq_grid(h: int, w: int, centred: bool = True) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """log2 radius and angle of the DFT grid (radius at DC copied from its left neighbour in the centred
+    layout), centred or in the DFT's own order: the same values either way, the axes rolled by half."""
     fy = np.linspace(-(h // 2) / (h / 2), (h // 2) / (h / 2) - (1 - h % 2) * 2 / h, num=h)
     fx = np.linspace(-(w // 2) / (w / 2), (w // 2) / (w / 2) - (1 - w % 2) * 2 / w, num=w)
+    if not centred:
+        fy, fx = np.fft.ifftshift(fy), np.fft.ifftshift(fx)
     xv, yv = np.meshgrid(fx, fy)
     angle = np.arctan2(yv, xv)
     rad = np.sqrt(xv**2 + yv**2)
-    rad[h // 2][w // 2] = rad[h // 2][w // 2 - 1]
+    dc_y, dc_x = (h // 2, w // 2) if centred else (0, 0)
+    rad[dc_y, dc_x] = rad[dc_y, dc_x - 1]  # in the DFT order the left neighbour is column w − 1
     return np.log2(rad), angle
 
 
@@ -71,6 +75,25 @@ def _inverse(spectrum: np.ndarray[Any, Any], workers: int) -> np.ndarray[Any, An
     return out
 
 
+def _high_pass(
+    dft: np.ndarray[Any, Any],
+    log_rad: np.ndarray[Any, Any],
+    xr: np.ndarray[Any, Any],
+    yr: np.ndarray[Any, Any],
+    workers: int,
+) -> torch.Tensor:
+    return torch.from_numpy(_inverse(dft * _mask_values(log_rad, xr, yr), workers).real.copy())
+
+
+def _crop_in_dft_order(n: int) -> np.ndarray[Any, Any]:
+    """Indices, in a DFT-ordered axis of length n, of the coarser scale's axis in its own DFT order: pyiqa
+    keeps centred entries start..end−1 (the middle half), then shifts them back."""
+    start = int(np.ceil((n + 0.5) / 2) - np.ceil((np.ceil((n - 0.5) / 2) + 0.5) / 2))
+    m = int(np.ceil((n - 0.5) / 2))
+    centred = start + (np.arange(m) + m // 2) % m  # ifftshift of the cropped axis: entry i is centred i + m//2
+    return (centred - n // 2) % n  # centred index j is DFT index j − n//2
+
+
 def _oriented_band(
     lodft: np.ndarray[Any, Any], himask: np.ndarray[Any, Any], angle: np.ndarray[Any, Any], workers: int, b: int
 ) -> torch.Tensor:
@@ -95,32 +118,28 @@ def steerable_pyramid(img: torch.Tensor, pieces: Pieces = SERIAL) -> tuple[torch
     The transforms are scipy's, which handle the plane's arbitrary sizes (large prime factors included)
     faster than torch's; the two differ by rounding only. The bands of a scale are independent `pieces`."""
     h, w = img.shape
-    log_rad, angle = _freq_grid(h, w)
+    log_rad, angle = _freq_grid(h, w, centred=False)
     xr, yr = _raised_cosine()
     yr = np.sqrt(yr)
     yir = np.sqrt(1 - yr**2)
-    unshift = np.fft.ifftshift
 
     dft = scipy.fft.fft2(img.to(torch.float64).numpy(), workers=pieces.caller_workers)
-    hi0_mask = _mask_values(unshift(log_rad), xr, yr)
-    hi0 = pieces.submit(lambda: torch.from_numpy(_inverse(dft * hi0_mask, pieces.workers).real.copy()))
-    lodft = dft * _mask_values(unshift(log_rad), xr, yir)
+    hi0 = pieces.submit(partial(_high_pass, dft, log_rad, xr, yr, pieces.workers))
+    lodft = dft * _mask_values(log_rad, xr, yir)
 
     bands: list[torch.Tensor] = []
     abs_yir = np.abs(np.sqrt(1 - yr**2))
     for level in range(2):
         xr = xr - 1.0  # one octave down
-        himask = _mask_values(unshift(log_rad), xr, yr)
-        bands += pieces.map(partial(_oriented_band, lodft, himask, unshift(angle), pieces.workers), range(N_BANDS))
+        himask = _mask_values(log_rad, xr, yr)
+        bands += pieces.map(partial(_oriented_band, lodft, himask, angle, pieces.workers), range(N_BANDS))
         if level == 1:
             break
-        dims = np.array(lodft.shape)
-        start = (np.ceil((dims + 0.5) / 2) - np.ceil((np.ceil((dims - 0.5) / 2) + 0.5) / 2)).astype(int)
-        end = (start + np.ceil((dims - 0.5) / 2)).astype(int)
-        log_rad = log_rad[start[0] : end[0], start[1] : end[1]]
-        angle = angle[start[0] : end[0], start[1] : end[1]]
-        centred = np.fft.fftshift(lodft)[start[0] : end[0], start[1] : end[1]]
-        lodft = unshift(_mask_values(log_rad, xr, abs_yir) * centred)
+        # pyiqa crops the centred spectrum to its middle half; here the same values are gathered from the
+        # DFT order straight into the DFT order of the cropped grid.
+        crop = np.ix_(*(_crop_in_dft_order(n) for n in lodft.shape))
+        log_rad, angle = log_rad[crop], angle[crop]
+        lodft = _mask_values(log_rad, xr, abs_yir) * lodft[crop]
     return hi0.result(), bands
 
 
