@@ -17,22 +17,25 @@ from sreval.metrics.nrqm.steerable import N_BANDS, resize_f32, steerable_pyramid
 
 #: Neighbourhood vectors per chunk of the GSM normalisation: a chunk's (k, n) matrix and its product with the
 #: inverse covariance (15 × 8192 float64 each) stay in cache. Measured on 504×376 and 1016×636 planes: chunks
-#: of 4096 to 16384 pixels within ~10 % of each other, a whole band at once 1.7–3× slower.
+#: of 4096 to 16384 pixels within ~10–20 % of each other, a whole band at once 1.7–3× slower. The size does not
+#: depend on the thread count: the covariance's order of summation, hence the features' last bits, would.
 GSM_CHUNK_PIXELS = 8192
 
 
-def _normalise_band(band: torch.Tensor, others: list[torch.Tensor], gb: int, chunk_pixels: int) -> torch.Tensor:
+def _normalise_band(
+    band: torch.Tensor, shared: torch.Tensor, pick: torch.Tensor, gb: int, chunk_pixels: int
+) -> torch.Tensor:
     """One band's GSM normalisation over its (h − 2) × (w − 2) interior, cropped by the guard band `gb`.
 
     The neighbourhood of interior pixel (i, j) is the 3×3 window of `band` around it (row-major, as F.unfold
-    lays it out; the centre is entry 4), then each of `others` (the parent, the other orientations) at the
-    same place, (i + 1, j + 1).
+    lays it out; the centre is entry 4), then `shared[pick, i, j]`: the parent and the other orientations,
+    from the interiors that all bands of the scale share.
 
     The (k, n) matrix of neighbourhood vectors is built a row chunk at a time: the covariance summed chunk by
     chunk, then the quadratic form on the cropped chunks only (the guard band is discarded anyway). Stacking
     a whole band at once would move its (k, n) matrix through memory several times; a chunk's stays in cache."""
     h, w = band.shape
-    k = 9 + len(others)
+    k = 9 + pick.numel()
     n_window = k - (N_BANDS - 1)  # window and parent: the divisor pyiqa uses
     ih, iw = h - 2, w - 2
 
@@ -42,8 +45,7 @@ def _normalise_band(band: torch.Tensor, others: list[torch.Tensor], gb: int, chu
         t = torch.empty(k, r * c, dtype=F64)
         window = band[r0 : r1 + 2, c0 : c1 + 2].unfold(0, 3, 1).unfold(1, 3, 1)  # [i, j, dy, dx]
         t[:9].view(3, 3, r, c).copy_(window.permute(2, 3, 0, 1))
-        for row, other in zip(t[9:], others, strict=True):
-            row.view(r, c).copy_(other[r0 + 1 : r1 + 1, c0 + 1 : c1 + 1])
+        torch.index_select(shared[:, r0:r1, c0:c1], 0, pick, out=t[9:].view(-1, r, c))
         return t
 
     cov = torch.zeros(k, k, dtype=F64)
@@ -88,11 +90,17 @@ def gsm_normalise(
     The neighbourhood vectors are built `chunk_pixels` at a time, so that the covariance and the quadratic
     form are matrix products over a block that stays in cache. Each band is one of the `pieces`."""
     jobs = []
-    for idx, band in enumerate(bands):
-        si, bi = divmod(idx, N_BANDS)
-        # pyiqa's order after the window: the parent (where there is one), then the other orientations.
-        others = parents[idx : idx + 1] + [bands[si * N_BANDS + ni] for ni in range(N_BANDS) if ni != bi]
-        jobs.append((band, others, 16 >> si))
+    for si in range(len(bands) // N_BANDS):
+        scale = bands[si * N_BANDS : (si + 1) * N_BANDS]
+        scale_parents = parents[si * N_BANDS : (si + 1) * N_BANDS]
+        # Interiors of every band, then of every parent, once per scale: each band's neighbourhood takes the
+        # other orientations (and its parent) from here, one gather per chunk.
+        shared = torch.stack([b[1:-1, 1:-1] for b in scale + scale_parents])
+        for bi, band in enumerate(scale):
+            # pyiqa's order after the window: the parent (where there is one), then the other orientations.
+            parent = [N_BANDS + bi] if scale_parents else []
+            pick = torch.tensor(parent + [ni for ni in range(N_BANDS) if ni != bi])
+            jobs.append((band, shared, pick, 16 >> si))
     return pieces.map(lambda job: _normalise_band(*job, chunk_pixels), jobs)
 
 
