@@ -23,19 +23,19 @@ GSM_CHUNK_PIXELS = 8192
 
 
 def _normalise_band(
-    band: torch.Tensor, shared: torch.Tensor, pick: torch.Tensor, gb: int, chunk_pixels: int
+    band: torch.Tensor, sources: list[tuple[torch.Tensor, torch.Tensor]], gb: int, chunk_pixels: int
 ) -> torch.Tensor:
     """One band's GSM normalisation over its (h − 2) × (w − 2) interior, cropped by the guard band `gb`.
 
     The neighbourhood of interior pixel (i, j) is the 3×3 window of `band` around it (row-major, as F.unfold
-    lays it out; the centre is entry 4), then `shared[pick, i, j]`: the parent and the other orientations,
-    from the interiors that all bands of the scale share.
+    lays it out; the centre is entry 4), then, for each (stack, pick) of `sources`, stack[pick, i, j] (the
+    parent, the other orientations) from the interiors of the bands of the scale and of their parents.
 
     The (k, n) matrix of neighbourhood vectors is built a row chunk at a time: the covariance summed chunk by
     chunk, then the quadratic form on the cropped chunks only (the guard band is discarded anyway). Stacking
     a whole band at once would move its (k, n) matrix through memory several times; a chunk's stays in cache."""
     h, w = band.shape
-    k = 9 + pick.numel()
+    k = 9 + sum(pick.numel() for _, pick in sources)
     n_window = k - (N_BANDS - 1)  # window and parent: the divisor pyiqa uses
     ih, iw = h - 2, w - 2
 
@@ -45,7 +45,11 @@ def _normalise_band(
         t = torch.empty(k, r * c, dtype=F64)
         window = band[r0 : r1 + 2, c0 : c1 + 2].unfold(0, 3, 1).unfold(1, 3, 1)  # [i, j, dy, dx]
         t[:9].view(3, 3, r, c).copy_(window.permute(2, 3, 0, 1))
-        torch.index_select(shared[:, r0:r1, c0:c1], 0, pick, out=t[9:].view(-1, r, c))
+        row = 9
+        for stack, pick in sources:
+            rows = t[row : row + pick.numel()].view(-1, r, c)
+            torch.index_select(stack[:, r0:r1, c0:c1], 0, pick, out=rows)
+            row += pick.numel()
         return t
 
     cov = torch.zeros(k, k, dtype=F64)
@@ -78,29 +82,29 @@ def _normalise_band(
 
 
 def gsm_normalise(
-    bands: list[torch.Tensor],
-    parents: list[torch.Tensor],
+    scales: list[torch.Tensor],
+    parents: torch.Tensor | None,
     chunk_pixels: int = GSM_CHUNK_PIXELS,
     pieces: Pieces = SERIAL,
 ) -> list[torch.Tensor]:
     """Divisive normalisation of each band by its GSM neighbourhood (3×3 window, parent band, the other
-    orientations of the same scale), then a guard band of 16 px (8 px at the coarser scale) is removed.
+    orientations of the same scale), then a guard band of 16 px (8 px at the coarser scale) is removed; the
+    bands in order, finer scale first.
 
-    `parents[i]` is band i + N_BANDS enlarged to the size of band i (for the bands that have a parent).
-    The neighbourhood vectors are built `chunk_pixels` at a time, so that the covariance and the quadratic
-    form are matrix products over a block that stays in cache. Each band is one of the `pieces`."""
+    `scales[s]` holds the (N_BANDS, h, w) bands of scale s; `parents` the coarser scale's bands enlarged to
+    the finer scale's size (their parents), or None. The neighbourhood vectors are built `chunk_pixels` at a
+    time, so that the covariance and the quadratic form are matrix products over a block that stays in
+    cache. Each band is one of the `pieces`."""
     jobs = []
-    for si in range(len(bands) // N_BANDS):
-        scale = bands[si * N_BANDS : (si + 1) * N_BANDS]
-        scale_parents = parents[si * N_BANDS : (si + 1) * N_BANDS]
-        # Interiors of every band, then of every parent, once per scale: each band's neighbourhood takes the
-        # other orientations (and its parent) from here, one gather per chunk.
-        shared = torch.stack([b[1:-1, 1:-1] for b in scale + scale_parents])
-        for bi, band in enumerate(scale):
+    for si, scale in enumerate(scales):
+        interiors = scale[:, 1:-1, 1:-1]
+        for bi in range(N_BANDS):
             # pyiqa's order after the window: the parent (where there is one), then the other orientations.
-            parent = [N_BANDS + bi] if scale_parents else []
-            pick = torch.tensor(parent + [ni for ni in range(N_BANDS) if ni != bi])
-            jobs.append((band, shared, pick, 16 >> si))
+            others = torch.tensor([ni for ni in range(N_BANDS) if ni != bi])
+            sources = [(interiors, others)]
+            if si == 0 and parents is not None:
+                sources.insert(0, (parents[:, 1:-1, 1:-1], torch.tensor([bi])))
+            jobs.append((scale[bi], sources, 16 >> si))
     return pieces.map(lambda job: _normalise_band(*job, chunk_pixels), jobs)
 
 
@@ -199,11 +203,18 @@ def contrast_structure(
 
 def gsm_features(img: torch.Tensor, pieces: Pieces = SERIAL) -> torch.Tensor:
     """The 45 global-frequency features of a plane (H, W), values 0..255."""
-    hi0, bands = steerable_pyramid(img, pieces)
+    hi0, (fine, coarse) = steerable_pyramid(img, pieces)
+    size = (hi0.shape[0], hi0.shape[1])
     # Every band enlarged to the plane's size: the finer scale already has it (the float32 rounding is what
     # pyiqa's resize does to it), and the coarser scale's enlargements are also the finer bands' GSM parents.
-    up = pieces.map(lambda b: resize_f32(b, (hi0.shape[0], hi0.shape[1])), bands)
-    sub = gsm_normalise(bands, up[N_BANDS:], pieces=pieces)
+    parents = torch.empty(N_BANDS, *size, dtype=F64)
+    up = pieces.map(
+        lambda b: (
+            resize_f32(fine[b], size) if b < N_BANDS else resize_f32(coarse[b - N_BANDS], size, parents[b - N_BANDS])
+        ),
+        range(2 * N_BANDS),
+    )
+    sub = gsm_normalise([fine, coarse], parents, pieces=pieces)
     across_scales = contrast_structure([*up, hi0], [(i, len(up)) for i in range(len(up))], pieces)
     across_orientations = contrast_structure(
         sub[:N_BANDS], [(i, j) for i in range(N_BANDS) for j in range(i + 1, N_BANDS)], pieces

@@ -95,28 +95,32 @@ def _crop_in_dft_order(n: int) -> np.ndarray[Any, Any]:
 
 
 def _oriented_band(
-    lodft: np.ndarray[Any, Any], himask: np.ndarray[Any, Any], angle: np.ndarray[Any, Any], workers: int, b: int
-) -> torch.Tensor:
-    """Band b of a scale: the low-pass spectrum times the angular and radial masks, back in space."""
+    lodft: np.ndarray[Any, Any],
+    himask: np.ndarray[Any, Any],
+    angle: np.ndarray[Any, Any],
+    workers: int,
+    out: torch.Tensor,
+    b: int,
+) -> None:
+    """Band b of a scale into out[b]: the low-pass spectrum times the angular and radial masks, back in space."""
     xcosn, ycosn = _angle_table()
     anglemask = _mask_values(angle, xcosn + np.pi * b / N_BANDS, ycosn)
     band = _inverse(lodft * anglemask * himask, workers)
     # pyiqa rotates the band by (−i)^(K−1) = −i before taking the real part: Re(−i·z) = Im(z).
-    return torch.from_numpy(band.imag.copy())
+    np.copyto(out[b].numpy(), band.imag)
 
 
 def steerable_pyramid(img: torch.Tensor, pieces: Pieces = SERIAL) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Complex steerable pyramid, 2 scales × 6 orientations (matlabPyrTools' buildSCFpyr as pyiqa ports it).
 
-    Returns the real high-pass residual (H, W) and the real parts of the 12 oriented bands (finer scale
-    first), contiguous. The masks are pyiqa's float32-valued ones and multiply the spectra in pyiqa's order
-    (a complex value times a real mask is two real products, as in pyiqa's complex product with a zero
-    imaginary part).
-    pyiqa builds them on the centred DFT grid and shifts every product back before its inverse transform;
-    here the grids are shifted to the DFT's own order instead (np.interp is applied per value, so the masks
-    are the same values, permuted), and only the crop to the coarser scale is taken on the centred layout.
-    The transforms are scipy's, which handle the plane's arbitrary sizes (large prime factors included)
-    faster than torch's; the two differ by rounding only. The bands of a scale are independent `pieces`."""
+    Returns the real high-pass residual (H, W) and, per scale (finer first), the real parts of its oriented
+    bands as one (6, h, w) tensor. The masks are pyiqa's float32-valued ones and multiply the spectra in
+    pyiqa's order (a complex value times a real mask is two real products, as in pyiqa's complex product with
+    a zero imaginary part). pyiqa builds them on the centred DFT grid and shifts every product back before
+    its inverse transform; here the grids are built in the DFT's own order instead (np.interp is applied per
+    value, so the masks are the same values, permuted). The transforms are scipy's, which handle the plane's
+    arbitrary sizes (large prime factors included) faster than torch's; the two differ by rounding only. The
+    bands of a scale are independent `pieces`."""
     h, w = img.shape
     log_rad, angle = _freq_grid(h, w, centred=False)
     xr, yr = _raised_cosine()
@@ -127,12 +131,13 @@ def steerable_pyramid(img: torch.Tensor, pieces: Pieces = SERIAL) -> tuple[torch
     hi0 = pieces.submit(partial(_high_pass, dft, log_rad, xr, yr, pieces.workers))
     lodft = dft * _mask_values(log_rad, xr, yir)
 
-    bands: list[torch.Tensor] = []
+    scales: list[torch.Tensor] = []
     abs_yir = np.abs(np.sqrt(1 - yr**2))
     for level in range(2):
         xr = xr - 1.0  # one octave down
         himask = _mask_values(log_rad, xr, yr)
-        bands += pieces.map(partial(_oriented_band, lodft, himask, angle, pieces.workers), range(N_BANDS))
+        scales.append(torch.empty(N_BANDS, *lodft.shape, dtype=torch.float64))
+        pieces.map(partial(_oriented_band, lodft, himask, angle, pieces.workers, scales[-1]), range(N_BANDS))
         if level == 1:
             break
         # pyiqa crops the centred spectrum to its middle half; here the same values are gathered from the
@@ -140,7 +145,7 @@ def steerable_pyramid(img: torch.Tensor, pieces: Pieces = SERIAL) -> tuple[torch
         crop = np.ix_(*(_crop_in_dft_order(n) for n in lodft.shape))
         log_rad, angle = log_rad[crop], angle[crop]
         lodft = _mask_values(log_rad, xr, abs_yir) * lodft[crop]
-    return hi0.result(), bands
+    return hi0.result(), scales
 
 
 def _cubic(x: torch.Tensor) -> torch.Tensor:
@@ -185,9 +190,10 @@ def _resize_dim_f32(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
     return torch.stack(prods).sum(dim=0)
 
 
-def resize_f32(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """pyiqa's imresize(x, sizes=size) for enlargement: computed in float32 (its cast), returned as float64."""
+def resize_f32(x: torch.Tensor, size: tuple[int, int], out: torch.Tensor | None = None) -> torch.Tensor:
+    """pyiqa's imresize(x, sizes=size) for enlargement: computed in float32 (its cast), returned as float64
+    (written into `out` when given)."""
     y = x.to(torch.float32)
     y = _resize_dim_f32(y, 0, size[0])
     y = _resize_dim_f32(y, 1, size[1])
-    return y.to(torch.float64)
+    return y.to(torch.float64) if out is None else out.copy_(y)
