@@ -26,8 +26,9 @@ Three feature groups, each regressed by its own random forest, then combined lin
 3. spatial (75): singular values of the matrix of distinct 5×5 blocks on each pyramid level (25 per level).
 
 Here: `features` computes groups 1 and 3 and all three together, `gsm` group 2 (`steerable` holds its
-steerable pyramid and float32 resize), `stats` the GGD fit and kernels they share; `model` reads the model file
-and scores (the three forests evaluated as one set of trees).
+steerable pyramid and float32 resize), `stats` the GGD fit and kernels they share, `parallel` runs their
+independent pieces side by side on torch's CPU threads; `model` reads the model file and scores (the three
+forests evaluated as one set of trees).
 
 The model file (`NRQM_model.mat`, as pyiqa downloads it; the authors' `model.mat`) is a MATLAB struct
 `model` with fields `rf` (a 3-element cell of `regRF_train` forests, one per group, in the order above) and

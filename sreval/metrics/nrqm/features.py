@@ -125,12 +125,13 @@ def nrqm_features(plane: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     """The three NRQM feature vectors of a luma plane (H, W), values 0..255, as float64:
     local frequency (18), global frequency (45), spatial (75), in pyiqa's order.
 
-    Independent pieces of the work run side by side on torch's CPU threads (`parallel`)."""
+    Computed on the CPU (a plane elsewhere is copied there): independent pieces of the work run side by side
+    on torch's CPU threads (`parallel`), with the same result on any number of threads."""
     if plane.dim() != 2:
         raise SrevalError(f"NRQM takes one luma plane (H, W), got shape {tuple(plane.shape)}")
     if min(plane.shape) < 64:
         raise SrevalError(f"NRQM needs a plane of at least 64×64 pixels, got {tuple(plane.shape)}")
-    img = plane.to(F64)
+    img = plane.detach().to("cpu", F64)
     with pieces_on_torch_threads() as pieces:
         # Groups 1 and 3 need nothing of group 2: one piece, started first, that fills the gaps between the
         # stages of group 2.

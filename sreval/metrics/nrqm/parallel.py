@@ -1,5 +1,5 @@
-"""Running the independent pieces of the NRQM features (steerable bands, GSM bands, FFT local means, pyramid
-levels) side by side on torch's CPU threads.
+"""Running the independent pieces of the NRQM features (steerable bands, band enlargements, GSM bands, FFT
+local means, the block statistics of groups 1 and 3) side by side on torch's CPU threads.
 
 Each piece is small: a few milliseconds of many small tensor operations. Splitting every operation across
 torch's threads, as torch does by itself, puts a barrier after each of them, and on a busy machine each barrier
