@@ -94,6 +94,21 @@ def _crop_in_dft_order(n: int) -> np.ndarray[Any, Any]:
     return (centred - n // 2) % n  # centred index j is DFT index j − n//2
 
 
+def _coarser_scale(
+    lodft: np.ndarray[Any, Any],
+    log_rad: np.ndarray[Any, Any],
+    angle: np.ndarray[Any, Any],
+    xr: np.ndarray[Any, Any],
+    yr: np.ndarray[Any, Any],
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """The low-pass spectrum and the grids of the next scale down. pyiqa crops the centred spectrum to its
+    middle half; the same values are gathered here from the DFT order straight into the DFT order of the
+    cropped grid."""
+    crop = np.ix_(*(_crop_in_dft_order(n) for n in lodft.shape))
+    log_rad, angle = log_rad[crop], angle[crop]
+    return _mask_values(log_rad, xr, np.abs(np.sqrt(1 - yr**2))) * lodft[crop], log_rad, angle
+
+
 def _oriented_band(
     lodft: np.ndarray[Any, Any],
     himask: np.ndarray[Any, Any],
@@ -131,21 +146,23 @@ def steerable_pyramid(img: torch.Tensor, pieces: Pieces = SERIAL) -> tuple[torch
     hi0 = pieces.submit(partial(_high_pass, dft, log_rad, xr, yr, pieces.workers))
     lodft = dft * _mask_values(log_rad, xr, yir)
 
-    scales: list[torch.Tensor] = []
-    abs_yir = np.abs(np.sqrt(1 - yr**2))
-    for level in range(2):
-        xr = xr - 1.0  # one octave down
+    def oriented_bands(
+        lodft: np.ndarray[Any, Any],
+        log_rad: np.ndarray[Any, Any],
+        angle: np.ndarray[Any, Any],
+        xr: np.ndarray[Any, Any],
+    ) -> torch.Tensor:
         himask = _mask_values(log_rad, xr, yr)
-        scales.append(torch.empty(N_BANDS, *lodft.shape, dtype=torch.float64))
-        pieces.map(partial(_oriented_band, lodft, himask, angle, pieces.workers, scales[-1]), range(N_BANDS))
-        if level == 1:
-            break
-        # pyiqa crops the centred spectrum to its middle half; here the same values are gathered from the
-        # DFT order straight into the DFT order of the cropped grid.
-        crop = np.ix_(*(_crop_in_dft_order(n) for n in lodft.shape))
-        log_rad, angle = log_rad[crop], angle[crop]
-        lodft = _mask_values(log_rad, xr, abs_yir) * lodft[crop]
-    return hi0.result(), scales
+        bands = torch.empty(N_BANDS, *lodft.shape, dtype=torch.float64)
+        pieces.map(partial(_oriented_band, lodft, himask, angle, pieces.workers, bands), range(N_BANDS))
+        return bands
+
+    xr = xr - 1.0  # one octave down
+    # The coarser scale's spectrum is prepared while the finer scale's bands are computed.
+    coarser = pieces.submit(partial(_coarser_scale, lodft, log_rad, angle, xr, yr))
+    fine = oriented_bands(lodft, log_rad, angle, xr)
+    coarse = oriented_bands(*coarser.result(), xr - 1.0)
+    return hi0.result(), [fine, coarse]
 
 
 def _cubic(x: torch.Tensor) -> torch.Tensor:
