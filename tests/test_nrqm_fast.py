@@ -1,6 +1,8 @@
 """NRQM's fast routes against the plainer formulations they replaced (tests/nrqm_reference.py), on random inputs
-of awkward sizes: the GSM normalisation, the FFT contrast-structure, the three forests evaluated as one set, the
-float32 resize and the GGD shape lookup by 1-D gathers."""
+of awkward sizes: the chunked GSM normalisation, the steerable pyramid in DFT order, the FFT contrast-structure,
+the strided Gaussian pyramid, the block DCT as one product, the three forests evaluated as one set, the float32
+resize and the GGD shape lookup by 1-D gathers; and the pieces that run side by side on torch's threads (same
+features on one thread and on two)."""
 
 from __future__ import annotations
 
