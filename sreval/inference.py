@@ -32,8 +32,9 @@ import contextlib
 import itertools
 import logging
 import math
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -253,11 +254,40 @@ class Upscaler:
     def _model_pass(self, tiles: torch.Tensor) -> torch.Tensor:
         if self.options.channels_last:
             tiles = tiles.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self._precision():
             y = self._forward(tiles)
         return y.float()
 
-    def _autocast(self) -> contextlib.AbstractContextManager[object]:
-        if self._autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self._autocast_dtype)
+    def _precision(self) -> contextlib.AbstractContextManager[object]:
+        """bf16/fp16: autocast. fp32: float32 arithmetic, also on CUDA, where torch lets cuDNN convolutions run in
+        TF32 (a 10-bit mantissa) by default: fp32 outputs, and the published numbers made from them, must not
+        depend on the device beyond float32 rounding."""
+        if self._autocast_dtype is not None:
+            return torch.autocast(device_type=self.device.type, dtype=self._autocast_dtype)
+        if self.device.type == "cuda":
+            return _float32_on_cuda()
+        return contextlib.nullcontext()
+
+
+_tf32_lock = threading.Lock()
+_tf32_users = 0
+_tf32_saved = (True, False)
+
+
+@contextlib.contextmanager
+def _float32_on_cuda() -> Iterator[None]:
+    """TF32 off for cuDNN and CUDA matrix products while any fp32 forward runs; the process's own settings are
+    restored when the last one ends (worker threads may overlap)."""
+    global _tf32_users, _tf32_saved
+    with _tf32_lock:
+        if _tf32_users == 0:
+            _tf32_saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        _tf32_users += 1
+    try:
+        yield
+    finally:
+        with _tf32_lock:
+            _tf32_users -= 1
+            if _tf32_users == 0:
+                torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = _tf32_saved
