@@ -1,0 +1,131 @@
+"""The performance scripts' `--json PATH`: the figures an unattended run leaves on disk.
+
+The writer (`perf/timing.py`'s JsonFigures) is tested directly: the file is rewritten whole after every row and a
+failed or unfinished write never replaces it. Each script then runs in a subprocess on tiny settings on the CPU,
+and its JSON is checked: the common keys, one row per set/image/model with finite positive times, `complete`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import torch
+
+PERF = Path(__file__).resolve().parents[1] / "perf"
+
+
+def _timing() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("perf_timing", PERF / "timing.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+timing = _timing()
+
+
+def _read(path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(path.read_text())
+    return document
+
+
+# --- The writer -------------------------------------------------------------------------------------------
+
+
+def test_writer_rewrites_the_whole_file_after_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "out.json"
+    figures = timing.JsonFigures(path, "metrics", torch.device("cpu"), {"repeat": 1, "sets": ["set5"]})
+    figures.write()
+    doc = _read(path)
+    assert doc == {
+        "script": "metrics", "device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "settings": {"repeat": 1, "sets": ["set5"]}, "rows": [], "totals": {}, "complete": False,
+    }  # fmt: skip
+    figures.add_row({"set": "set5", "seconds": 0.5, "ratio": math.nan})
+    assert _read(path)["rows"] == [{"set": "set5", "seconds": 0.5, "ratio": None}]  # strict JSON: no NaN
+    figures.add_row({"set": "set14", "seconds": 1.5, "ratio": 2.0})
+    figures.finish({"seconds": 2.0})
+    doc = _read(path)
+    assert [row["set"] for row in doc["rows"]] == ["set5", "set14"]
+    assert doc["totals"] == {"seconds": 2.0} and doc["complete"] is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]  # no temporary file left behind
+
+
+def test_a_failed_write_never_replaces_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "out.json"
+    figures = timing.JsonFigures(path, "train", torch.device("cpu"), {})
+    figures.add_row({"model": "srresnet"})
+    before = path.read_text()
+
+    with pytest.raises(TypeError):  # a value JSON cannot hold: nothing is written
+        figures.add_row({"model": object()})
+    assert path.read_text() == before
+    figures.rows.pop()
+
+    def killed(fd: int) -> None:  # the process dies after writing the temporary file, before the rename
+        raise OSError("killed")
+
+    monkeypatch.setattr(timing.os, "fsync", killed)
+    with pytest.raises(OSError, match="killed"):
+        figures.add_row({"model": "rrdbnet"})
+    assert path.read_text() == before and len(_read(path)["rows"]) == 1
+    monkeypatch.undo()
+
+    replaced: list[str] = []
+    real_replace = os.replace
+
+    def replace(src: str | Path, dst: str | Path) -> None:  # the file renamed into place is complete
+        replaced.append(Path(src).read_text())
+        real_replace(src, dst)
+
+    monkeypatch.setattr(timing.os, "replace", replace)
+    figures.finish({})
+    assert len(replaced) == 1 and json.loads(replaced[0])["complete"] is True
+    assert _read(path)["rows"] == [{"model": "srresnet"}, {"model": "rrdbnet"}]
+
+
+def test_no_path_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    figures = timing.JsonFigures(None, "inference", torch.device("cpu"), {})
+    figures.add_row({"model": "srresnet"})
+    figures.finish({})
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- The scripts ------------------------------------------------------------------------------------------
+
+
+def _run(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, str(PERF / f"{script}.py"), *args],
+        cwd=PERF.parent, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    if check:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def _figures(script: str, path: Path, rows: int) -> dict[str, Any]:
+    doc = _read(path)
+    assert doc["script"] == script and doc["complete"] is True
+    assert doc["device"] == "cpu" and doc["torch"] == torch.__version__ and doc["threads"] >= 1
+    assert isinstance(doc["settings"], dict) and isinstance(doc["totals"], dict)
+    assert len(doc["rows"]) == rows
+    assert not path.with_name(path.name + ".tmp").exists()
+    return doc
+
+
+def _positive(record: dict[str, Any], *keys: str) -> None:
+    for key in keys:
+        value = record[key]
+        assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (key, value)
