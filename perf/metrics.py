@@ -6,6 +6,7 @@ The script first checks that the two agree (|ΔPSNR| ≤ 1e-6 dB, |ΔSSIM| ≤ 1
 the speed ratio, per set and overall. Target: ≥ 5× on CPU.
 
     python perf/metrics.py [--data-root DIR] [--device cpu|cuda] [--repeat 3] [--threads N]
+                           [--sets set5,set14,bsd100,urban100] [--json PATH]
 
 Image decoding and the bicubic outputs are prepared once, outside the timed part.
 
@@ -14,7 +15,12 @@ With --two-methods it times instead what the benchmark spends on PSNR + SSIM + R
 formulation of the same numbers (copied below), alternating, best of --repeat per image. It checks that the values
 are the same bits and prints the time of each per set, also per method and for SSIM alone. Target: ≥ 1.5×.
 
-    python perf/metrics.py --two-methods --threads 1 [--sets set14,bsd100,urban100] [--repeat 3]
+    python perf/metrics.py --two-methods --threads 1 [--sets set14,bsd100,urban100] [--repeat 3] [--json PATH]
+
+--sets takes registry keys, comma-separated (default: all four sets, and set14,bsd100,urban100 with
+--two-methods). --json PATH also writes the figures to PATH as JSON (perf/timing.py's JsonFigures), rewritten
+after every set: one row per set, with the fields of the printed columns, and the totals of the "all" line;
+`complete` becomes true only when the script ends normally (not when the values disagree).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from collections.abc import Callable
 import numpy as np
 import scipy.signal
 import torch
-from timing import best_of, torch_device
+from timing import JsonFigures, best_of, torch_device
 
 from sreval import settings
 from sreval.benchmark.evaluate import make_lr
@@ -70,12 +76,25 @@ def reference_scores(sr: np.ndarray, hr: np.ndarray, shave: int = 4) -> tuple[fl
     return psnr, float(ssim_map.mean())
 
 
-def prepare(data_root: str | None) -> dict[str, list[Pair]]:
+def parse_sets(text: str) -> list[str]:
+    """Registry keys from a comma-separated list (any case, blanks skipped), in the order given, each once."""
+    known = list(registry())
+    keys = list(dict.fromkeys(s.strip().lower() for s in text.split(",") if s.strip()))
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown set(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    if not keys:
+        raise argparse.ArgumentTypeError(f"no set named; known: {', '.join(known)}")
+    return keys
+
+
+def prepare(data_root: str | None, sets: list[str]) -> dict[str, list[Pair]]:
     root = settings.data_root(data_root)
     pairs: dict[str, list[Pair]] = {}
-    for key, dataset in registry().items():
+    datasets = registry()
+    for key in sets:
         pairs[key] = []
-        for entry in dataset.images:
+        for entry in datasets[key].images:
             hr = load_hr(entry, root).pixels
             sr = from_tensor(imresize(make_lr(to_tensor(hr), Protocol()), 4.0))  # the bicubic method's output
             pairs[key].append((sr, hr))
@@ -155,7 +174,17 @@ def previous_two_methods(outputs: list[torch.Tensor], hr: torch.Tensor, shave: i
     return split, values
 
 
-def two_methods(data_root: str | None, sets: list[str], repeat: int) -> None:
+#: The rows --two-methods prints per set, and the prefix of their fields in the JSON figures.
+TWO_METHODS_ROWS: dict[str, tuple[str, Callable[[tuple[int, str]], bool]]] = {
+    "two methods, 3 metrics": ("two_methods", lambda k: True),
+    "first method": ("first_method", lambda k: k[0] == 0),
+    "second method": ("second_method", lambda k: k[0] == 1),
+    "SSIM, first method": ("ssim_first_method", lambda k: k == (0, "ssim")),
+    "SSIM, second method": ("ssim_second_method", lambda k: k == (1, "ssim")),
+}
+
+
+def two_methods(data_root: str | None, sets: list[str], repeat: int, figures: JsonFigures) -> None:
     """Previous vs current PSNR + SSIM + RMSE of bicubic and nn outputs against each HR image (see the top)."""
     root = settings.data_root(data_root)
     protocol = Protocol()
@@ -196,17 +225,14 @@ def two_methods(data_root: str | None, sets: list[str], repeat: int) -> None:
                     raise SystemExit(f"VALUES DIFFER for {key}/{entry.name}: {a} vs {b}")
             for name in best:
                 best[name] = {k: best[name].get(k, 0.0) + v for k, v in this[name].items()}
-        rows: dict[str, Callable[[tuple[int, str]], bool]] = {
-            "two methods, 3 metrics": lambda k: True,
-            "first method": lambda k: k[0] == 0,
-            "second method": lambda k: k[0] == 1,
-            "SSIM, first method": lambda k: k == (0, "ssim"),
-            "SSIM, second method": lambda k: k == (1, "ssim"),
-        }
-        for what, chosen in rows.items():
+        row: dict[str, object] = {"set": key, "images": len(images)}
+        for what, (field, chosen) in TWO_METHODS_ROWS.items():
             before, after = (sum(v for k, v in best[n].items() if chosen(k)) for n in ("before", "after"))
             print(f"{key:<9}{len(images):>7}{what:>24}{before:>10.3f}{after:>10.3f}{before / after:>7.2f}x")
+            row |= {f"{field}_before_s": before, f"{field}_after_s": after, f"{field}_ratio": before / after}
+        figures.add_row(row)
     print(f"torch threads: {torch.get_num_threads()}; values: the same bits (torch.equal) for every image and metric")
+    figures.finish({"sets": len(sets), "images": sum(len(registry()[key].images) for key in sets)})
 
 
 def main() -> None:
@@ -216,18 +242,33 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="best of N timings (default 3)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice); 1 = like numpy")
     parser.add_argument("--two-methods", action="store_true", help="previous vs current PSNR+SSIM+RMSE (see top)")
-    parser.add_argument("--sets", default="set14,bsd100,urban100", help="sets for --two-methods (comma-separated)")
+    parser.add_argument(
+        "--sets",
+        type=parse_sets,
+        help="registry keys, comma-separated (default: all four; set14,bsd100,urban100 with --two-methods)",
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON (after every set)")
     args = parser.parse_args()
     device, sync = torch_device(args.device, args.threads)
+    mode = "two-methods" if args.two_methods else "default"
+    sets: list[str] = args.sets or (["set14", "bsd100", "urban100"] if args.two_methods else list(registry()))
+    reference_repeat = 1 if args.repeat == 1 else 2
+    options: dict[str, object] = {"mode": mode, "sets": sets, "repeat": args.repeat}
+    if not args.two_methods:
+        options["reference_repeat"] = reference_repeat
+    if args.two_methods and device.type != "cpu":
+        parser.error("--two-methods times the CPU path")
+    root = str(settings.data_root(args.data_root))
+    figures = JsonFigures(args.json, "metrics", device, {**options, "data_root": root})
     if args.two_methods:
-        if device.type != "cpu":
-            parser.error("--two-methods times the CPU path")
-        two_methods(args.data_root, [s.strip().lower() for s in args.sets.split(",")], args.repeat)
+        figures.write()
+        two_methods(args.data_root, sets, args.repeat, figures)
         return
+    figures.write()
     metrics = [create_metric("psnr", Protocol()), create_metric("ssim", Protocol())]
 
     print("preparing bicubic outputs ...", flush=True)
-    pairs = prepare(args.data_root)
+    pairs = prepare(args.data_root, sets)
 
     def ours(items: list[Pair]) -> list[tuple[float, float]]:
         scores = []
@@ -239,13 +280,13 @@ def main() -> None:
     def reference(items: list[Pair]) -> list[tuple[float, float]]:
         return [reference_scores(sr, hr) for sr, hr in items]
 
-    ours(pairs["set5"])  # warm-up (first-call allocations, CUDA context)
+    ours(pairs.get("set5") or pairs[sets[0]][:5])  # warm-up (first-call allocations, CUDA context)
     print(f"{'set':<9}{'images':>7}{'sreval s':>10}{'numpy s':>10}{'ratio':>8}{'max|dPSNR|':>12}{'max|dSSIM|':>12}")
     total_ours = total_ref = 0.0
     worst_psnr = worst_ssim = 0.0
     for key, items in pairs.items():
         t_ours, s_ours = best_of(functools.partial(ours, items), args.repeat, sync)
-        t_ref, s_ref = best_of(functools.partial(reference, items), 1 if args.repeat == 1 else 2, lambda: None)
+        t_ref, s_ref = best_of(functools.partial(reference, items), reference_repeat, lambda: None)
         d_psnr = max(abs(a[0] - b[0]) for a, b in zip(s_ours, s_ref, strict=True))
         d_ssim = max(abs(a[1] - b[1]) for a, b in zip(s_ours, s_ref, strict=True))
         worst_psnr, worst_ssim = max(worst_psnr, d_psnr), max(worst_ssim, d_ssim)
@@ -253,6 +294,17 @@ def main() -> None:
         total_ref += t_ref
         ratio = t_ref / t_ours
         print(f"{key:<9}{len(items):>7}{t_ours:>10.3f}{t_ref:>10.3f}{ratio:>7.1f}x{d_psnr:>12.1e}{d_ssim:>12.1e}")
+        figures.add_row(
+            {
+                "set": key,
+                "images": len(items),
+                "sreval_s": t_ours,
+                "reference_s": t_ref,
+                "ratio": ratio,
+                "max_abs_dpsnr": d_psnr,
+                "max_abs_dssim": d_ssim,
+            }
+        )
     print(
         f"{'all':<9}{sum(map(len, pairs.values())):>7}{total_ours:>10.3f}{total_ref:>10.3f}"
         f"{total_ref / total_ours:>7.1f}x{worst_psnr:>12.1e}{worst_ssim:>12.1e}"
@@ -260,8 +312,19 @@ def main() -> None:
     print(f"device: {device}, torch threads: {torch.get_num_threads()}, reference: numpy/scipy (single thread)")
     agree = worst_psnr <= 1e-6 and worst_ssim <= 1e-9
     print("values agree (|dPSNR| <= 1e-6 dB, |dSSIM| <= 1e-9)" if agree else "VALUES DISAGREE")
+    figures.totals = {
+        "images": sum(map(len, pairs.values())),
+        "sreval_s": total_ours,
+        "reference_s": total_ref,
+        "ratio": total_ref / total_ours,
+        "max_abs_dpsnr": worst_psnr,
+        "max_abs_dssim": worst_ssim,
+        "values_agree": agree,
+    }
     if not agree:
+        figures.write()  # the totals, `complete` still false: the check failed
         raise SystemExit(1)
+    figures.finish(figures.totals)
 
 
 if __name__ == "__main__":

@@ -129,3 +129,35 @@ def _positive(record: dict[str, Any], *keys: str) -> None:
     for key in keys:
         value = record[key]
         assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (key, value)
+
+
+def test_metrics_json(tmp_path: Path, data_root: Path) -> None:
+    out = tmp_path / "metrics.json"
+    done = _run("metrics", "--data-root", str(data_root), "--sets", "set5", "--repeat", "1", "--json", str(out))
+    assert "set14" not in done.stdout  # only the sets asked for
+    doc = _figures("metrics", out, rows=1)
+    assert doc["settings"]["sets"] == ["set5"]
+    (row,) = doc["rows"]
+    assert row["set"] == "set5" and row["images"] == 5
+    _positive(row, "sreval_s", "reference_s", "ratio")
+    assert 0 <= row["max_abs_dpsnr"] <= 1e-6 and 0 <= row["max_abs_dssim"] <= 1e-9
+    assert doc["totals"]["images"] == 5
+    _positive(doc["totals"], "sreval_s", "reference_s", "ratio")
+
+
+def test_metrics_two_methods_json(tmp_path: Path, data_root: Path) -> None:
+    out = tmp_path / "two.json"
+    args = ["--two-methods", "--threads", "1", "--sets", "set5", "--repeat", "1", "--json", str(out)]
+    _run("metrics", "--data-root", str(data_root), *args)
+    doc = _figures("metrics", out, rows=1)
+    assert doc["settings"]["mode"] == "two-methods"
+    (row,) = doc["rows"]
+    assert row["set"] == "set5" and row["images"] == 5
+    for what in ("two_methods", "first_method", "second_method", "ssim_first_method", "ssim_second_method"):
+        _positive(row, f"{what}_before_s", f"{what}_after_s", f"{what}_ratio")
+
+
+def test_metrics_unknown_set_is_a_parser_error() -> None:
+    done = _run("metrics", "--sets", "set5,set99", check=False)
+    assert done.returncode == 2
+    assert "set99" in done.stderr and "set5, set14, bsd100, urban100" in done.stderr
