@@ -11,18 +11,24 @@ its "effective" rate is charged for the context it recomputes around tiles.
 
     python perf/inference.py [--device cpu|cuda] [--size 128] [--repeats 3] [--models srresnet,rrdbnet]
                               [--precision fp32|bf16|fp16] [--compile/--no-compile] [--tile 192] [--batch 8]
+                              [--json PATH]
 
 Engine defaults: on CUDA bf16 + channels_last + torch.compile, on the CPU fp32 without either.
+
+--json PATH also writes the figures to PATH as JSON (perf/timing.py's JsonFigures), rewritten after every model:
+one row per model with the printed columns (seconds, Mpx/s, TFLOP/s, ratio, max |diff|) and the tile and batch
+the engine ended with; the settings hold the LR size and the engine's InferenceOptions.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 from collections.abc import Callable
 
 import torch
-from timing import best_times, torch_device
+from timing import JsonFigures, best_times, torch_device
 from torch import nn
 
 from sreval.archs import create_model
@@ -65,6 +71,7 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=16, help="engine LR context per side (default 16)")
     parser.add_argument("--batch", type=int, default=8, help="engine tiles per pass (default 8)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON (after every model)")
     args = parser.parse_args()
     device, sync = torch_device(args.device, args.threads)
     cuda = device.type == "cuda"
@@ -81,6 +88,22 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True  # both sides get the fastest conv algorithms for their shapes
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     out_mpx = SCALE * SCALE * size * size / 1e6
+    models = args.models.split(",")
+    figures = JsonFigures(
+        args.json,
+        "inference",
+        device,
+        {
+            "size": size,
+            "scale": SCALE,
+            "repeats": args.repeats,
+            "models": models,
+            "naive": "fp32 whole image, NCHW, eager",
+            "options": dataclasses.asdict(options),
+            "cudnn_benchmark": cuda,
+        },
+    )
+    figures.write()
 
     print(f"device: {device}" + (f" ({torch.cuda.get_device_name(device)})" if cuda else ""), end="")
     print(f", torch {torch.__version__}, threads {torch.get_num_threads()}, LR {size}×{size} → ×{SCALE}")
@@ -89,7 +112,7 @@ def main() -> None:
         f"{'model':<10}{'GFLOP':>9}{'':>3}{'naive s':>9}{'Mpx/s':>8}{'TFLOP/s':>9}{'':>3}{'engine s':>9}{'Mpx/s':>8}"
         f"{'TFLOP/s':>9}{'ratio':>8}{'max|diff|':>11}"
     )
-    for name in args.models.split(","):
+    for name in models:
         torch.manual_seed(0)
         naive_model = create_model(name).eval().to(device)
         engine = Upscaler(copy.deepcopy(naive_model), SCALE, device, options)
@@ -117,9 +140,26 @@ def main() -> None:
         print(f"{name:<10}{flops / 1e9:>9.1f}{rates(t_naive)}{rates(t_engine)}{ratio:>7.2f}x{diff:>11.1e}", flush=True)
         if engine.tile != options.tile or engine.batch != options.batch:
             print(f"  (engine fell back to tile {engine.tile}, batch {engine.batch} after running out of memory)")
+        figures.add_row(
+            {
+                "model": name,
+                "gflop": flops / 1e9,
+                "naive_s": t_naive,
+                "naive_mpx_s": out_mpx / t_naive,
+                "naive_tflop_s": flops / t_naive / 1e12,
+                "engine_s": t_engine,
+                "engine_mpx_s": out_mpx / t_engine,
+                "engine_tflop_s": flops / t_engine / 1e12,
+                "ratio": ratio,
+                "max_abs_diff": diff,
+                "engine_tile": engine.tile,
+                "engine_batch": engine.batch,
+            }
+        )
         del naive_model, engine, y_naive, y_engine
         if cuda:
             torch.cuda.empty_cache()
+    figures.finish({"models": len(models)})
 
 
 if __name__ == "__main__":

@@ -161,3 +161,15 @@ def test_metrics_unknown_set_is_a_parser_error() -> None:
     done = _run("metrics", "--sets", "set5,set99", check=False)
     assert done.returncode == 2
     assert "set99" in done.stderr and "set5, set14, bsd100, urban100" in done.stderr
+
+
+def test_inference_json(tmp_path: Path) -> None:
+    out = tmp_path / "inference.json"
+    _run("inference", "--device", "cpu", "--size", "16", "--models", "srresnet", "--repeats", "1", "--json", str(out))
+    doc = _figures("inference", out, rows=1)
+    assert doc["settings"]["size"] == 16 and doc["settings"]["options"]["precision"] == "fp32"
+    (row,) = doc["rows"]
+    assert row["model"] == "srresnet" and row["engine_tile"] == 192 and row["engine_batch"] == 8
+    _positive(row, "gflop", "naive_s", "naive_mpx_s", "naive_tflop_s", "engine_s", "engine_mpx_s")
+    _positive(row, "engine_tflop_s", "ratio")
+    assert 0 <= row["max_abs_diff"] < 1e-3
