@@ -29,10 +29,14 @@ runs anywhere), unless --train-dir names a folder or a training set under $SREVA
 
     python perf/train.py [--device cpu|cuda] [--models srresnet,rrdbnet] [--batch 16] [--crop 96] [--steps 50]
                           [--warmup 10] [--train-dir T91] [--compile/--no-compile] [--workers 2] [--threads N]
+                          [--json PATH]
 
 Defaults on CUDA: batch 16, crops 96 (SRResNet) and 128 (RRDBNet) as in the papers, 10 + 50 steps, compile on,
 2 loader workers. On the CPU (to finish in a few minutes): batch 4, crops 48 (SRResNet) and 64 (RRDBNet), 2 + 6
 steps, no compile, loader in the main process.
+
+--json PATH also writes the figures to PATH as JSON (perf/timing.py's JsonFigures), rewritten after every model:
+one row per model with the printed columns and the settings of sreval's loop for it.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from timing import torch_device
+from timing import JsonFigures, torch_device
 from torch import nn
 
 from sreval.archs import create_model
@@ -156,6 +160,7 @@ def run() -> None:
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="sreval (default: recipe's)")
     parser.add_argument("--workers", type=int, help="loader processes, both loops (default 2 on CUDA, 0 on CPU)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON (after every model)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     device, _ = torch_device(args.device, args.threads)
@@ -179,6 +184,19 @@ def run() -> None:
             train_dir = resolve_train_dir(args.train_dir)
         else:
             train_dir = synthetic_images(tmp / "images", side=max(256, 2 * max(crops.values())))
+        options: dict[str, object] = {
+            "models": models,
+            "batch": batch,
+            "crops": crops,
+            "warmup": warmup,
+            "steps": steps,
+            "workers": workers,
+            "compile": compile_,
+            "channels_last": args.channels_last,  # None: the recipe's
+            "train_dir": str(train_dir) if args.train_dir else None,  # None: synthetic images
+        }
+        figures = JsonFigures(args.json, "train", device, options)
+        figures.write()
         print(f"device: {device}" + (f" ({torch.cuda.get_device_name(device)})" if cuda else ""), end="")
         print(f", torch {torch.__version__}, threads {torch.get_num_threads()}, batch {batch}, ", end="")
         print(f"{warmup} warm-up + {steps} timed steps, loader workers {workers}")
@@ -212,10 +230,11 @@ def run() -> None:
             if cuda:
                 torch.cuda.empty_cache()
             bf16 = uses_bf16(recipe.precision, device)
-            settings.append(
-                f"{name}: {'bf16 autocast' if bf16 else 'fp32'}, channels_last {recipe.channels_last}, "
+            setting = (
+                f"{'bf16 autocast' if bf16 else 'fp32'}, channels_last {recipe.channels_last}, "
                 f"compile {recipe.compile}, degradation {recipe.degradation}, lr {recipe.lr:g}"
             )
+            settings.append(f"{name}: {setting}")
             print(
                 f"{name:<10}{recipe.name:<13}{recipe.crop:>5}{'':>3}{naive.it_s:>11.3f}{naive.it_s * batch:>10.2f}"
                 f"{'':>3}{ours.it_s:>12.3f}{ours.it_s * batch:>10.2f}{ours.it_s / naive.it_s:>7.2f}x"
@@ -223,7 +242,25 @@ def run() -> None:
                 f"{'':>3}{f'{naive.last_loss:.5f} / {ours.last_loss:.5f}':>25}",
                 flush=True,
             )
+            figures.add_row(
+                {
+                    "model": name,
+                    "recipe": recipe.name,
+                    "batch": batch,
+                    "crop": recipe.crop,
+                    "naive_it_s": naive.it_s,
+                    "naive_samples_s": naive.it_s * batch,
+                    "sreval_it_s": ours.it_s,
+                    "sreval_samples_s": ours.it_s * batch,
+                    "ratio": ours.it_s / naive.it_s,
+                    "median_ratio": ours.median_it_s / naive.median_it_s,
+                    "naive_last_loss": naive.last_loss,
+                    "sreval_last_loss": ours.last_loss,
+                    "sreval_settings": setting,
+                }
+            )
         print("sreval loop (train()):", "; ".join(settings))
+        figures.finish({"models": len(models)})
 
 
 if __name__ == "__main__":

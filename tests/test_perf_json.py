@@ -173,3 +173,16 @@ def test_inference_json(tmp_path: Path) -> None:
     _positive(row, "gflop", "naive_s", "naive_mpx_s", "naive_tflop_s", "engine_s", "engine_mpx_s")
     _positive(row, "engine_tflop_s", "ratio")
     assert 0 <= row["max_abs_diff"] < 1e-3
+
+
+def test_train_json(tmp_path: Path) -> None:
+    out = tmp_path / "train.json"
+    args = ["--models", "srresnet", "--batch", "1", "--crop", "24", "--steps", "1", "--warmup", "1"]
+    _run("train", "--device", "cpu", *args, "--json", str(out))
+    doc = _figures("train", out, rows=1)
+    assert doc["settings"]["steps"] == 1 and doc["settings"]["warmup"] == 1
+    (row,) = doc["rows"]
+    assert row["model"] == "srresnet" and row["recipe"] == "srresnet-mse" and row["batch"] == 1 and row["crop"] == 24
+    _positive(row, "naive_it_s", "naive_samples_s", "sreval_it_s", "sreval_samples_s", "ratio", "median_ratio")
+    _positive(row, "naive_last_loss", "sreval_last_loss")
+    assert isinstance(row["sreval_settings"], str) and "fp32" in row["sreval_settings"]
