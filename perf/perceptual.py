@@ -10,7 +10,12 @@ pyiqa is optional in sreval (non-commercial licence, heavy). Run this in an envi
 `pip install --no-deps pyiqa==0.1.16`:
 
     PYTHONPATH=. python perf/perceptual.py [--data-root ../shared/data] [--device cpu|cuda] [--threads N] [--images N]
-        [--skip-nrqm]
+        [--skip-nrqm] [--json PATH]
+
+The images: the calibration images in <data-root>/iqa/calibration_pyiqa/dist_dir (`*.bmp`, or the same staged
+as lossless `*.png`; sorted by name), then the first --images of <data-root>/benchmarks/Urban100/HR, or as many
+as there are. --json PATH also writes the figures to PATH as JSON (perf/timing.py's JsonFigures), rewritten after
+every image: one row per image with the printed columns (NRQM's null with --skip-nrqm) and the totals of "all".
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from timing import best_of, torch_device
+from timing import JsonFigures, best_of, torch_device
 
 from sreval.imageio import load_image, to_tensor
 from sreval.metrics.niqe import load_niqe_model, niqe
@@ -41,15 +46,34 @@ def relative_difference(ours: torch.Tensor, reference: torch.Tensor) -> float:
     return float(((a - b).abs() / (b.abs() + 1e-6)).max())
 
 
+def calibration_images(folder: Path) -> list[Path]:
+    """The calibration images in `folder`, BMP or PNG, sorted by name; an image there in both is taken once (BMP)."""
+    by_stem = {p.stem: p for p in folder.glob("*.png")} | {p.stem: p for p in folder.glob("*.bmp")}
+    return sorted(by_stem.values(), key=lambda p: p.name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=Path("../shared/data"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for both (0: torch's choice)")
-    parser.add_argument("--images", type=int, default=3, help="Urban100 images to add to the 5 calibration images")
+    parser.add_argument("--images", type=int, default=3, help="Urban100 images to add (as many as exist, if fewer)")
     parser.add_argument("--skip-nrqm", action="store_true", help="NIQE only (pyiqa's NRQM takes minutes)")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to PATH as JSON (after every image)")
     args = parser.parse_args()
     device, sync = torch_device(args.device, args.threads)
+
+    calibration_dir = args.data_root / "iqa" / "calibration_pyiqa" / "dist_dir"
+    urban_dir = args.data_root / "benchmarks" / "Urban100" / "HR"
+    calibration = calibration_images(calibration_dir)
+    urban = sorted(urban_dir.glob("*.png"))[: max(args.images, 0)]
+    if not calibration and not urban:
+        raise SystemExit(
+            f"error: no calibration image (*.bmp, *.png in {calibration_dir}) and no Urban100 image in {urban_dir}"
+        )
+    paths = calibration + urban
+    fewer = f" (only {len(urban)} of the {args.images} asked for exist)" if len(urban) < args.images else ""
+    print(f"images: {len(calibration)} calibration ({calibration_dir}), {len(urban)} Urban100 ({urban_dir}){fewer}")
 
     import_pyiqa()  # the install hint, rather than a bare ModuleNotFoundError
     from pyiqa.archs import niqe_arch, nrqm_arch
@@ -64,8 +88,21 @@ def main() -> None:
 
     model = load_niqe_model(args.data_root / "iqa" / "niqe" / "modelparameters.mat")
     mu, cov = model.mu.to(device)[None], model.cov.to(device)[None]
-    paths = sorted((args.data_root / "iqa" / "calibration_pyiqa" / "dist_dir").glob("*.bmp"))
-    paths += sorted((args.data_root / "benchmarks" / "Urban100" / "HR").glob("*.png"))[: args.images]
+    figures = JsonFigures(
+        args.json,
+        "perceptual",
+        device,
+        {
+            "data_root": str(args.data_root),
+            "images_asked": args.images,
+            "calibration_images": len(calibration),
+            "urban100_images": len(urban),
+            "skip_nrqm": args.skip_nrqm,
+            "niqe_repeats": 5,
+            "nrqm_repeats": 1,
+        },
+    )
+    figures.write()
 
     print(
         f"{'image':<22}{'size':>10}{'NIQE ours':>11}{'pyiqa':>9}{'ratio':>7}{'|dNIQE|':>9}"
@@ -90,11 +127,37 @@ def main() -> None:
             f"{t_niqe_ref / t_niqe:>6.1f}x{d_niqe:>9.1e}{t_feat:>10.2f}s{t_feat_ref:>8.2f}s"
             f"{t_feat_ref / t_feat:>6.1f}x{d_feat:>11.1e}"
         )
+        figures.add_row(
+            {
+                "image": path.name,
+                "width": int(w),
+                "height": int(h),
+                "niqe_sreval_s": t_niqe,
+                "niqe_pyiqa_s": t_niqe_ref,
+                "niqe_ratio": t_niqe_ref / t_niqe,
+                "niqe_abs_diff": d_niqe,
+                "nrqm_sreval_s": t_feat,  # NaN (null in the file) with --skip-nrqm
+                "nrqm_pyiqa_s": t_feat_ref,
+                "nrqm_ratio": t_feat_ref / t_feat,
+                "nrqm_max_rel_diff": d_feat,
+            }
+        )
     print(
         f"{'all':<32}{totals[0] * 1e3:>9.1f}ms{totals[1] * 1e3:>7.0f}ms{totals[1] / totals[0]:>6.1f}x{'':>9}"
         f"{totals[2]:>10.2f}s{totals[3]:>8.2f}s{totals[3] / totals[2]:>6.1f}x"
     )
     print(f"device: {device}, torch {torch.__version__}, threads: {torch.get_num_threads()}")
+    figures.finish(
+        {
+            "images": len(paths),
+            "niqe_sreval_s": totals[0],
+            "niqe_pyiqa_s": totals[1],
+            "niqe_ratio": totals[1] / totals[0],
+            "nrqm_sreval_s": totals[2],
+            "nrqm_pyiqa_s": totals[3],
+            "nrqm_ratio": totals[3] / totals[2],
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import torch
+from PIL import Image
 
 PERF = Path(__file__).resolve().parents[1] / "perf"
 
@@ -186,3 +187,54 @@ def test_train_json(tmp_path: Path) -> None:
     _positive(row, "naive_it_s", "naive_samples_s", "sreval_it_s", "sreval_samples_s", "ratio", "median_ratio")
     _positive(row, "naive_last_loss", "sreval_last_loss")
     assert isinstance(row["sreval_settings"], str) and "fp32" in row["sreval_settings"]
+
+
+@pytest.fixture
+def iqa_data(data_root: Path, tmp_path: Path) -> Path:
+    """A small data root: the NIQE parameters, two calibration images (the second staged as PNG) and one Urban100
+    image (a 400×300 crop), from the shared data."""
+    iqa = data_root.parent / "iqa"
+    dist_dir = iqa / "calibration_pyiqa" / "dist_dir"
+    calibration = sorted([*dist_dir.glob("*.bmp"), *dist_dir.glob("*.png")])
+    if not (iqa / "niqe" / "modelparameters.mat").is_file() or len(calibration) < 2:
+        if os.environ.get("SREVAL_REQUIRE_DATA") == "1":
+            pytest.fail(f"NIQE parameters and calibration images under {iqa} are required (SREVAL_REQUIRE_DATA=1)")
+        pytest.skip(f"NIQE parameters and calibration images under {iqa} not available")
+    root = tmp_path / "data"
+    (root / "iqa").mkdir(parents=True)
+    (root / "iqa" / "niqe").symlink_to(iqa / "niqe")
+    staged = root / "iqa" / "calibration_pyiqa" / "dist_dir"
+    staged.mkdir(parents=True)
+    (staged / calibration[0].name).symlink_to(calibration[0])
+    Image.open(calibration[1]).save(staged / f"{calibration[1].stem}.png")  # lossless
+    urban = root / "benchmarks" / "Urban100" / "HR"
+    urban.mkdir(parents=True)
+    first = sorted((data_root / "Urban100" / "HR").glob("*.png"))[0]
+    Image.open(first).crop((0, 0, 400, 300)).save(urban / first.name)
+    return root
+
+
+def test_perceptual_json(tmp_path: Path, iqa_data: Path) -> None:
+    pytest.importorskip("pyiqa", reason="perf/perceptual.py compares with pyiqa, not installed in this environment")
+    out = tmp_path / "perceptual.json"
+    done = _run("perceptual", "--data-root", str(iqa_data), "--images", "3", "--skip-nrqm", "--json", str(out))
+    assert "only 1 of the 3" in done.stdout  # Urban100 images asked for but not there: those that exist
+    doc = _figures("perceptual", out, rows=3)
+    assert doc["settings"]["calibration_images"] == 2 and doc["settings"]["urban100_images"] == 1
+    names = [row["image"] for row in doc["rows"]]
+    calibration = sorted(p.name for p in (iqa_data / "iqa" / "calibration_pyiqa" / "dist_dir").iterdir())
+    assert names[:2] == calibration and names[1].endswith(".png")
+    for row in doc["rows"]:
+        _positive(row, "width", "height", "niqe_sreval_s", "niqe_pyiqa_s", "niqe_ratio")
+        assert 0 <= row["niqe_abs_diff"] < 10
+        assert all(row[k] is None for k in ("nrqm_sreval_s", "nrqm_pyiqa_s", "nrqm_ratio", "nrqm_max_rel_diff"))
+    assert doc["rows"][2]["width"] == 392 and doc["rows"][2]["height"] == 292  # the crop, 4 px shaved
+    assert doc["totals"]["images"] == 3 and doc["totals"]["nrqm_ratio"] is None
+    _positive(doc["totals"], "niqe_sreval_s", "niqe_pyiqa_s", "niqe_ratio")
+
+
+def test_perceptual_without_images_is_one_error_line(tmp_path: Path) -> None:
+    done = _run("perceptual", "--data-root", str(tmp_path), "--json", str(tmp_path / "p.json"), check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "calibration" in line and "Urban100" in line
