@@ -54,6 +54,7 @@ from sreval import progress as progress_lines
 from sreval.archs import create_model
 from sreval.errors import ParameterError, SrevalError
 from sreval.fileutil import atomic_open
+from sreval.provenance import describe_device
 from sreval.train.batches import make_loader, make_lr, to_unit
 from sreval.train.checkpoints import (
     FINAL,
@@ -330,7 +331,7 @@ def train(recipe: Recipe, options: TrainOptions) -> TrainResult:
             "recipe": recipe.as_dict(),
             "steps": step,
             "wall_s": round(wall(), 1),
-            "device": str(device),
+            "device": describe_device(device),  # the GPU's name, for the model card
             "world_size": ddp.world,
             "train_dir": str(options.train_dir),
             "train_images": len(images),
