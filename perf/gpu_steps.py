@@ -1,0 +1,249 @@
+"""The steps of `perf/gpu_run.py`: their commands, time boxes and figures, on the GPU and in the dry run.
+
+Times are seconds of the run's budget. `box` is the most a step may take, `minimum` the least worth starting it
+with, `guaranteed` the time earlier steps must leave for it (only the trained model's steps have one).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:
+    from gpu_run import Run
+
+REPO = Path(__file__).resolve().parent.parent
+TRAINING_CONFIG = REPO / "perf" / "gpu_srresnet_mse.yaml"
+MODEL = "srresnet-mse"
+GPU_SETS = "set5,set14,bsd100"  # what gpu_stage.py stages whole
+#: Seconds of a training run that are not steps at the measured rate: start, the compile cache, validations, the
+#: final checkpoint and weights.
+TRAINING_OVERHEAD_S = 45.0
+#: The steps the training step plans if no rate was measured (a conservative guess for SRResNet on an H100-class
+#: GPU at batch 64); the box still ends the run, with a checkpoint.
+FALLBACK_IT_S = 60.0
+PY = sys.executable
+#: Packages the device's python3 does not have and the run does not carry: the dry run hides them, so that a step
+#: that needs one fails here and not on the device.
+DEVICE_LACKS = ("plotly", "streamlit", "psycopg2", "playwright")
+
+Commands = Callable[["Run", float], list[list[str]]]
+
+
+@dataclass
+class Step:
+    name: str
+    box: float
+    minimum: float
+    make_commands: Commands
+    guaranteed: float = 0.0
+    figures_file: str | None = None  # JSON written by the step, under the work folder
+    read_figures: Callable[[Run], dict[str, Any]] | None = None
+
+    def commands(self, run: Run, box: float) -> list[list[str]]:
+        return self.make_commands(run, box)
+
+    def figures(self, run: Run) -> dict[str, Any]:
+        if self.read_figures is not None:
+            return {"figures": self.read_figures(run)}
+        if self.figures_file and (path := run.work / self.figures_file).is_file():
+            return {"figures": json.loads(path.read_text())}
+        return {}
+
+
+@dataclass
+class Plan:
+    dry_run: bool
+    steps: list[Step] = field(default_factory=list)
+    collect_s: float = 10.0
+
+    def outputs(self, work: Path) -> dict[str, Path]:
+        """Files copied into the output folder: the zoo entry, the training logs, the benchmark's values."""
+        entry = work / "zoo" / MODEL
+        run = work / MODEL
+        picks = {
+            "model.safetensors": entry / "model.safetensors",
+            "config.yaml": entry / "config.yaml",
+            "card.md": entry / "README.md",
+            "train_log.csv": run / "train_log.csv",
+            "validation.csv": run / "validation.csv",
+            "per_image.csv": work / "bench" / "per_image.csv",
+        }
+        checkpoints = sorted((run / "checkpoints").glob("step_*"))
+        if not picks["model.safetensors"].is_file() and checkpoints:  # cut short: keep what was trained
+            picks["model.safetensors"] = checkpoints[-1] / "generator.safetensors"
+        return picks
+
+
+def gpu_test_files() -> list[str]:
+    return sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py") if "mark.gpu" in p.read_text())
+
+
+def read_tests(run: Run) -> dict[str, Any]:
+    path = run.work / "tests.xml"
+    if not path.is_file():
+        return {}
+    root = ElementTree.parse(path).getroot()
+    suite = root.find("testsuite") if root.tag == "testsuites" else root
+    assert suite is not None
+    counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+    bad = [f"{case.get('classname')}::{case.get('name')}" for case in suite.iter("testcase")
+           if case.find("failure") is not None or case.find("error") is not None]  # fmt: skip
+    return counts | {"not_passed": bad}
+
+
+def training_config() -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(TRAINING_CONFIG.read_text())
+    return config
+
+
+def measured_rate(run: Run) -> float | None:
+    """SRResNet training steps per second that perf-train-srresnet measured with the training's batch."""
+    path = run.work / "perf-train-srresnet.json"
+    if not path.is_file():
+        return None
+    rows = [r for r in json.loads(path.read_text()).get("rows", []) if r.get("model") == "srresnet"]
+    batch = training_config()["batch"]
+    rates = [float(r["sreval_it_s"]) for r in rows if r.get("batch") == batch and r.get("sreval_it_s")]
+    return rates[0] if rates else None
+
+
+def planned_steps(run: Run, box: float) -> int:
+    if run.plan.dry_run:
+        run.summary["training_plan"] = {"steps": 4, "dry_run": True}
+        return 4
+    rate = measured_rate(run) or FALLBACK_IT_S
+    steps = int(0.9 * rate * max(box - TRAINING_OVERHEAD_S, 0.0)) // 100 * 100
+    run.summary["training_plan"] = {"rate_it_s": rate, "measured": measured_rate(run) is not None, "steps": steps}
+    return max(steps, 100)
+
+
+def read_training(run: Run) -> dict[str, Any]:
+    folder = run.work / MODEL
+    figures: dict[str, Any] = {"plan": run.summary.get("training_plan")}
+    if (folder / "run.yaml").is_file():
+        figures["run"] = yaml.safe_load((folder / "run.yaml").read_text())
+    checkpoints = sorted((folder / "checkpoints").glob("step_*"))
+    if checkpoints:
+        figures["newest_checkpoint"] = checkpoints[-1].name
+    if (folder / "validation.csv").is_file():
+        with (folder / "validation.csv").open(newline="") as f:
+            figures["validation"] = list(csv.DictReader(f))
+    return figures
+
+
+def read_benchmarks(run: Run) -> dict[str, Any]:
+    path = run.work / "bench" / "summary.csv"
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as f:
+        return {"summary": list(csv.DictReader(f))}
+
+
+def plan_steps(dry_run: bool, stage: Path, work: Path) -> Plan:
+    device = "cpu" if dry_run else "cuda"
+    data = stage / "data"
+    t91 = str(data / "training" / "T91")
+    batch = str(training_config()["batch"])
+
+    def perf(script: str, name: str, args: list[str]) -> Commands:
+        return lambda run, box: [[PY, f"perf/{script}.py", "--device", device, *args, "--json", str(work / name)]]
+
+    def tests(run: Run, box: float) -> list[list[str]]:
+        return [[PY, "-m", "pytest", "-m", "gpu", "-p", "no:cacheprovider", "-q", f"--junitxml={work / 'tests.xml'}",
+                 *gpu_test_files()]]  # fmt: skip
+
+    def training(run: Run, box: float) -> list[list[str]]:
+        steps = planned_steps(run, box)
+        validate_every = steps if dry_run else max(steps // 4, 1)  # the dry run validates once, at the end
+        toy = ["--set", "batch=2", "--set", "crop=24", "--set", "workers=0", "--set", "compile=false",
+               "--set", "validation_sets=[set5]"] if dry_run else []  # fmt: skip
+        return [[PY, "-m", "sreval", "train", MODEL, "--out", str(work / MODEL), "--config", str(TRAINING_CONFIG),
+                 "--steps", str(steps), "--set", f"validate_every={validate_every}", *toy,
+                 "--train-dir", t91, "--data-root", str(data / "benchmarks"), "--device", device]]  # fmt: skip
+
+    def benchmarks(run: Run, box: float) -> list[list[str]]:
+        sets = "set5" if dry_run else GPU_SETS
+        return [
+            # --overwrite: the new entry, in the scratch zoo, shadows the built-in untrained one (which stays)
+            [PY, "-m", "sreval", "zoo", "add", str(work / MODEL), "--name", MODEL, "--zoo", str(work / "zoo"),
+             "--overwrite"],
+            [PY, "-m", "sreval", "run-benchmarks", "--methods", MODEL, "--datasets", sets, "--metrics",
+             "psnr,ssim,niqe", "--device", device, "--out", str(work / "bench")],
+        ]  # fmt: skip
+
+    if dry_run:
+        inference = {m: ["--models", m, "--size", "16", "--repeats", "1"] for m in ("srresnet", "rrdbnet")}
+        toy_train = ["--batch", "2", "--steps", "1", "--warmup", "1", "--workers", "0", "--train-dir", t91]
+        train_perf = {
+            m: ["--models", m, "--crop", str(crop), *toy_train] for m, crop in (("srresnet", 24), ("rrdbnet", 32))
+        }
+        metrics = ["--sets", "set5", "--repeat", "1"]
+        perceptual = ["--data-root", str(data), "--images", "0", "--skip-nrqm"]
+    else:
+        inference = {m: ["--models", m] for m in ("srresnet", "rrdbnet")}
+        train_perf = {"srresnet": ["--models", "srresnet", "--batch", batch, "--workers", "8", "--train-dir", t91],
+                      "rrdbnet": ["--models", "rrdbnet", "--workers", "8", "--train-dir", t91]}  # fmt: skip
+        metrics = ["--sets", GPU_SETS, "--repeat", "3"]
+        perceptual = ["--data-root", str(data), "--images", "3"]
+
+    def scaled(seconds: float) -> float:
+        return min(seconds, 60.0) if dry_run else seconds
+
+    def perf_step(name: str, script: str, args: list[str], box: float, minimum: float) -> Step:
+        return Step(name, scaled(box), 3.0 if dry_run else minimum, perf(script, f"{name}.json", args),
+                    figures_file=f"{name}.json")  # fmt: skip
+
+    steps = [
+        Step("tests", scaled(90), 5 if dry_run else 20, tests, read_figures=read_tests),
+        perf_step("perf-metrics", "metrics", metrics, 45, 10),
+        perf_step("perf-perceptual", "perceptual", perceptual, 60, 15),
+        perf_step("perf-inference-srresnet", "inference", inference["srresnet"], 75, 30),
+        perf_step("perf-train-srresnet", "train", train_perf["srresnet"], 90, 40),
+        Step(
+            "training",
+            scaled(300),
+            10 if dry_run else 120,
+            training,
+            guaranteed=20 if dry_run else 200,
+            read_figures=read_training,
+        ),
+        Step(
+            "benchmarks",
+            scaled(75),
+            5 if dry_run else 30,
+            benchmarks,
+            guaranteed=15 if dry_run else 60,
+            read_figures=read_benchmarks,
+        ),
+        perf_step("perf-inference-rrdbnet", "inference", inference["rrdbnet"], 120, 40),
+        perf_step("perf-train-rrdbnet", "train", train_perf["rrdbnet"], 120, 40),
+    ]
+    assert all(re.fullmatch(r"[a-z0-9-]+", s.name) for s in steps)
+    return Plan(dry_run, steps, collect_s=2.0 if dry_run else 10.0)
+
+
+def hide_device_lacks(folder: Path) -> Path:
+    """A `sitecustomize` in `folder` that makes DEVICE_LACKS unimportable in every process that has `folder` on
+    its PYTHONPATH."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(
+        "import importlib.abc\n"
+        "import sys\n\n\n"
+        "class _DeviceLacks(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.partition('.')[0] in {set(DEVICE_LACKS)!r}:\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r} (the GPU machine has none: dry run)')\n"
+        "        return None\n\n\n"
+        "sys.meta_path.insert(0, _DeviceLacks())\n"
+    )
+    return folder

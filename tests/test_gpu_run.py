@@ -1,0 +1,97 @@
+"""The GPU run's preparation on the CPU: what `perf/gpu_stage.py` stages, and `perf/gpu_run.py --dry-run` running
+every step clean on it at toy size, within the output limits of a device call.
+
+The dry run's model is a toy (4 steps at batch 2): nothing here is a result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "perf"))
+
+import gpu_stage  # noqa: E402
+import gpu_steps  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def staged(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data staged as for the device (no packages: the dry run uses this interpreter's)."""
+    out = tmp_path_factory.mktemp("stage") / ".gpu"
+    gpu_stage.stage(data_root.parent, out, urban100=1, packages=False)
+    return out
+
+
+def test_staging_copies_the_benchmarks_byte_for_byte_and_the_rest_as_lossless_png(
+    staged: Path, data_root: Path
+) -> None:
+    manifest = json.loads((staged / gpu_stage.MANIFEST).read_text())
+    hr = [k for k in manifest["files"] if "/HR/" in k]
+    assert len(hr) == 5 + 14 + 100 + 1
+    assert len([k for k in manifest["files"] if "/T91/" in k]) == 91
+    gpu_stage.check_staged(staged)  # every byte or pixel against its source
+    assert (staged / "data/benchmarks/BSD100/HR").is_dir() and not (staged / "data/training/T91/t1.bmp").exists()
+
+
+def test_a_staged_file_that_differs_from_its_source_is_named(staged: Path, tmp_path: Path) -> None:
+    manifest = json.loads((staged / gpu_stage.MANIFEST).read_text())
+    copy = tmp_path / ".gpu"
+    for name in [*manifest["files"], gpu_stage.MANIFEST]:
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        (copy / name).write_bytes((staged / name).read_bytes())
+    png = copy / "data/training/T91/t1.png"
+    pixels = np.asarray(Image.open(png)).copy()
+    pixels[0, 0, 0] ^= 1
+    Image.fromarray(pixels).save(png)
+    with pytest.raises(gpu_stage.StageError, match=r"t1\.png is not a lossless PNG"):
+        gpu_stage.check_staged(copy)
+
+
+def test_staging_more_than_a_device_call_carries_stops_with_one_error(data_root: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "perf/gpu_stage.py", "--data-root", str(data_root.parent), "--stage", str(tmp_path / "s"),
+         "--urban100", "0", "--no-packages", "--limit-mib", "20"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error:") and "over the 20 MiB" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_dry_run_runs_every_step_clean_within_the_device_limits(staged: Path, tmp_path: Path) -> None:
+    try:
+        import pyiqa  # noqa: F401
+    except ImportError:
+        if os.environ.get("SREVAL_REQUIRE_TOOLS") == "1":
+            pytest.fail("SREVAL_REQUIRE_TOOLS=1 but pyiqa is not installed (perf-perceptual times against it)")
+        pytest.skip("pyiqa is not installed (perf-perceptual times against it)")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        ["bash", "perf/gpu_run.sh", "--dry-run", "--stage", str(staged), "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHON": sys.executable},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    plan = gpu_steps.plan_steps(True, staged, tmp_path)
+    assert [s["name"] for s in summary["steps"]] == [s.name for s in plan.steps]
+    assert all(s["status"] == "ok" for s in summary["steps"]), summary["steps"]
+    figures = {s["name"]: s.get("figures") for s in summary["steps"]}
+    assert figures["tests"]["tests"] >= 6  # collected (skipped without CUDA)
+    for name in [s.name for s in plan.steps if s.name.startswith("perf-")]:
+        assert figures[name]["complete"] and figures[name]["rows"], name
+    assert figures["training"]["run"]["steps"] == 4
+    assert {r["dataset"] for r in figures["benchmarks"]["summary"]} == {"set5"}
+    files = {p.name: p.stat().st_size for p in out.iterdir()}
+    assert set(files) == {"summary.json", "log.txt", "model.safetensors", "config.yaml", "card.md",
+                          "train_log.csv", "validation.csv", "per_image.csv"}  # fmt: skip
+    assert len(files) <= 8 and max(files.values()) <= 16 << 20
+    assert "DRY RUN" in (out / "log.txt").read_text()
