@@ -10,8 +10,9 @@ import csv
 import json
 import re
 import sys
+import time
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,15 +29,21 @@ GPU_SETS = "set5,set14,bsd100"  # what gpu_stage.py stages whole
 #: Seconds of a training run that are not steps at the measured rate: start, the compile cache, validations, the
 #: final checkpoint and weights.
 TRAINING_OVERHEAD_S = 45.0
-#: The steps the training step plans if no rate was measured (a conservative guess for SRResNet on an H100-class
-#: GPU at batch 64); the box still ends the run, with a checkpoint.
+#: Steps of the short run that measures the training rate when perf-train-srresnet did not.
+CALIBRATION_STEPS = 300
+#: The rate assumed if neither measured one (a conservative guess for SRResNet on an H100-class GPU at batch 64);
+#: the box still ends the run, with a checkpoint.
 FALLBACK_IT_S = 60.0
 PY = sys.executable
 #: Packages the device's python3 does not have and the run does not carry: the dry run hides them, so that a step
 #: that needs one fails here and not on the device.
 DEVICE_LACKS = ("plotly", "streamlit", "psycopg2", "playwright")
 
-Commands = Callable[["Run", float], list[list[str]]]
+Commands = Callable[["Run", float], Iterable[list[str]]]
+
+
+class MayFail(list[str]):
+    """A command whose failure does not fail its step: the commands after it do without what it would have made."""
 
 
 @dataclass
@@ -49,7 +56,8 @@ class Step:
     figures_file: str | None = None  # JSON written by the step, under the work folder
     read_figures: Callable[[Run], dict[str, Any]] | None = None
 
-    def commands(self, run: Run, box: float) -> list[list[str]]:
+    def commands(self, run: Run, box: float) -> Iterable[list[str]]:
+        """The step's commands, made one at a time: a later one may depend on what an earlier one wrote."""
         return self.make_commands(run, box)
 
     def figures(self, run: Run) -> dict[str, Any]:
@@ -117,14 +125,19 @@ def measured_rate(run: Run) -> float | None:
     return rates[0] if rates else None
 
 
-def planned_steps(run: Run, box: float) -> int:
-    if run.plan.dry_run:
-        run.summary["training_plan"] = {"steps": 4, "dry_run": True}
-        return 4
-    rate = measured_rate(run) or FALLBACK_IT_S
-    steps = int(0.9 * rate * max(box - TRAINING_OVERHEAD_S, 0.0)) // 100 * 100
-    run.summary["training_plan"] = {"rate_it_s": rate, "measured": measured_rate(run) is not None, "steps": steps}
-    return max(steps, 100)
+def logged_rate(train_log: Path) -> float | None:
+    """Steady training steps per second of a run's train_log.csv: the median of its rows after the first (which
+    holds the compilation)."""
+    if not train_log.is_file():
+        return None
+    with train_log.open(newline="") as f:
+        rates = sorted(float(row["it_s"]) for row in list(csv.DictReader(f))[1:])
+    return rates[len(rates) // 2] if rates else None
+
+
+def planned_steps(rate: float, seconds: float) -> int:
+    """Steps that fit `seconds` at `rate`, with a tenth to spare, in whole hundreds (the logging interval)."""
+    return max(int(0.9 * rate * max(seconds - TRAINING_OVERHEAD_S, 0.0)) // 100 * 100, 100)
 
 
 def read_training(run: Run) -> dict[str, Any]:
@@ -162,14 +175,28 @@ def plan_steps(dry_run: bool, stage: Path, work: Path) -> Plan:
         return [[PY, "-m", "pytest", "-m", "gpu", "-p", "no:cacheprovider", "-q", f"--junitxml={work / 'tests.xml'}",
                  *gpu_test_files()]]  # fmt: skip
 
-    def training(run: Run, box: float) -> list[list[str]]:
-        steps = planned_steps(run, box)
+    def train_command(folder: str, steps: int, *settings: str) -> list[str]:
+        toy = ["batch=2", "crop=24", "workers=0", "compile=false", "validation_sets=[set5]"] if dry_run else []
+        sets = [a for item in [*settings, *toy] for a in ("--set", item)]
+        return [PY, "-m", "sreval", "train", MODEL, "--out", str(work / folder), "--config", str(TRAINING_CONFIG),
+                "--steps", str(steps), *sets, "--train-dir", t91, "--data-root", str(data / "benchmarks"),
+                "--device", device]  # fmt: skip
+
+    def training(run: Run, box: float) -> Iterator[list[str]]:
+        started = time.monotonic()
+        rate, source = measured_rate(run), "perf-train-srresnet"
+        if rate is None:  # measure it here: a short run of the same settings, its first rows holding the compile
+            steps = 3 if dry_run else CALIBRATION_STEPS
+            log_every = 1 if dry_run else CALIBRATION_STEPS // 6
+            yield MayFail(train_command("calibration", steps, "validate_every=0", "checkpoint_every=0",
+                                        f"log_every={log_every}"))  # fmt: skip
+            rate, source = logged_rate(work / "calibration" / "train_log.csv"), "calibration run"
+        if rate is None:
+            rate, source = FALLBACK_IT_S, "no measurement: a guess"
+        steps = 4 if dry_run else planned_steps(rate, box - (time.monotonic() - started))
+        run.summary["training_plan"] = {"rate_it_s": rate, "rate_from": source, "steps": steps, "dry_run": dry_run}
         validate_every = steps if dry_run else max(steps // 4, 1)  # the dry run validates once, at the end
-        toy = ["--set", "batch=2", "--set", "crop=24", "--set", "workers=0", "--set", "compile=false",
-               "--set", "validation_sets=[set5]"] if dry_run else []  # fmt: skip
-        return [[PY, "-m", "sreval", "train", MODEL, "--out", str(work / MODEL), "--config", str(TRAINING_CONFIG),
-                 "--steps", str(steps), "--set", f"validate_every={validate_every}", *toy,
-                 "--train-dir", t91, "--data-root", str(data / "benchmarks"), "--device", device]]  # fmt: skip
+        yield train_command(MODEL, steps, f"validate_every={validate_every}")
 
     def benchmarks(run: Run, box: float) -> list[list[str]]:
         sets = "set5" if dry_run else GPU_SETS

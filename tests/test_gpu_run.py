@@ -19,6 +19,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "perf"))
 
+import gpu_run  # noqa: E402
 import gpu_stage  # noqa: E402
 import gpu_steps  # noqa: E402
 
@@ -95,3 +96,45 @@ def test_the_dry_run_runs_every_step_clean_within_the_device_limits(staged: Path
                           "train_log.csv", "validation.csv", "per_image.csv"}  # fmt: skip
     assert len(files) <= 8 and max(files.values()) <= 16 << 20
     assert "DRY RUN" in (out / "log.txt").read_text()
+
+
+def _python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def test_a_step_past_its_box_is_stopped_and_the_next_one_still_runs(tmp_path: Path) -> None:
+    ignores_sigterm = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); " \
+        "time.sleep(60)"  # fmt: skip
+    steps = [
+        gpu_steps.Step("sleeps", 1.0, 0.0, lambda run, box: [_python("import time; time.sleep(60)")]),
+        gpu_steps.Step("ignores-sigterm", 1.0, 0.0, lambda run, box: [_python(ignores_sigterm)]),
+        gpu_steps.Step(
+            "next",
+            30.0,
+            0.0,
+            lambda run, box: [gpu_steps.MayFail(_python("raise SystemExit(3)")), _python("print('second')")],
+        ),
+        gpu_steps.Step("too-late", 30.0, 24.0, lambda run, box: [_python("pass")]),
+    ]
+    run = gpu_run.Run(gpu_steps.Plan(True, steps), tmp_path, tmp_path, budget=25.0, env=dict(os.environ), grace=1.0)
+    records = [run.run_step(step, reserved_after=0.0) for step in steps]
+    assert [r["status"] for r in records] == ["timed out", "timed out", "ok", "skipped: not enough time left"]
+    assert records[0]["seconds"] < 5 and records[1]["seconds"] < 8  # SIGTERM, then SIGKILL after the grace time
+    log = (tmp_path / "log.txt").read_text()
+    assert "SIGKILL" in log and "up" in log and "exit 3; the step goes on" in log and "second" in log
+
+
+def test_a_step_never_takes_the_time_guaranteed_to_later_steps(tmp_path: Path) -> None:
+    step = gpu_steps.Step("perf", 100.0, 5.0, lambda run, box: [_python("pass")])
+    run = gpu_run.Run(gpu_steps.Plan(True, [step]), tmp_path, tmp_path, budget=60.0, env=dict(os.environ))
+    assert 35 < run.run_step(step, reserved_after=20.0)["box_s"] <= 40
+    assert run.run_step(step, reserved_after=58.0)["status"].startswith("skipped")
+
+
+def test_the_training_rate_and_its_step_count(tmp_path: Path) -> None:
+    log = tmp_path / "train_log.csv"
+    log.write_text("step,it_s\n50,3.0\n100,210.0\n150,200.0\n200,190.0\n")
+    assert gpu_steps.logged_rate(log) == 200.0  # the first row (compilation) is left out
+    assert gpu_steps.logged_rate(tmp_path / "missing.csv") is None
+    assert gpu_steps.planned_steps(200.0, 245.0) == 36000  # 0.9 × 200 it/s × (245 − 45 s)
+    assert gpu_steps.planned_steps(200.0, 10.0) == 100
