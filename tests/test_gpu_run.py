@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,21 +69,27 @@ def test_staging_more_than_a_device_call_carries_stops_with_one_error(data_root:
     assert "Traceback" not in result.stderr
 
 
-def test_the_dry_run_runs_every_step_clean_within_the_device_limits(staged: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def dry_run(staged: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The output folder of `perf/gpu_run.sh --dry-run` on the staged data."""
     try:
         import pyiqa  # noqa: F401
     except ImportError:
         if os.environ.get("SREVAL_REQUIRE_TOOLS") == "1":
             pytest.fail("SREVAL_REQUIRE_TOOLS=1 but pyiqa is not installed (perf-perceptual times against it)")
         pytest.skip("pyiqa is not installed (perf-perceptual times against it)")
-    out = tmp_path / "out"
+    out = tmp_path_factory.mktemp("dry-run") / "out"
     result = subprocess.run(
         ["bash", "perf/gpu_run.sh", "--dry-run", "--stage", str(staged), "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHON": sys.executable},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    summary = json.loads((out / "summary.json").read_text())
-    plan = gpu_steps.plan_steps(True, staged, tmp_path)
+    return out
+
+
+def test_the_dry_run_runs_every_step_clean_within_the_device_limits(dry_run: Path, staged: Path) -> None:
+    summary = json.loads((dry_run / "summary.json").read_text())
+    plan = gpu_steps.plan_steps(True, staged, dry_run)
     assert [s["name"] for s in summary["steps"]] == [s.name for s in plan.steps]
     assert all(s["status"] == "ok" for s in summary["steps"]), summary["steps"]
     figures = {s["name"]: s.get("figures") for s in summary["steps"]}
@@ -90,12 +97,58 @@ def test_the_dry_run_runs_every_step_clean_within_the_device_limits(staged: Path
     for name in [s.name for s in plan.steps if s.name.startswith("perf-")]:
         assert figures[name]["complete"] and figures[name]["rows"], name
     assert figures["training"]["run"]["steps"] == 4
+    assert figures["training"]["plan"]["rate_from"] == "calibration run"  # the toy perf step used another batch
     assert {r["dataset"] for r in figures["benchmarks"]["summary"]} == {"set5"}
-    files = {p.name: p.stat().st_size for p in out.iterdir()}
+    files = {p.name: p.stat().st_size for p in dry_run.iterdir()}
     assert set(files) == {"summary.json", "log.txt", "model.safetensors", "config.yaml", "card.md",
                           "train_log.csv", "validation.csv", "per_image.csv"}  # fmt: skip
     assert len(files) <= 8 and max(files.values()) <= 16 << 20
-    assert "DRY RUN" in (out / "log.txt").read_text()
+    assert "DRY RUN" in (dry_run / "log.txt").read_text()
+
+
+def _adopt(results: Path, models: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "perf/gpu_adopt.py", str(results), "--models", str(models)],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def _as_if_from_a_gpu(dry_run: Path, folder: Path, **changes: object) -> Path:
+    """A copy of the dry run's folder whose summary claims a GPU: the toy model only exercises the adoption."""
+    shutil.copytree(dry_run, folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["dry_run"] = False
+    summary["machine"]["gpu"] = "a stand-in GPU name (test)"
+    for step in summary["steps"]:
+        step.update(changes.get(step["name"], {}))  # type: ignore[call-overload]
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def test_adoption_refuses_a_dry_run_an_unfinished_training_and_damaged_weights(dry_run: Path, tmp_path: Path) -> None:
+    refused = _adopt(dry_run, tmp_path / "models")
+    assert refused.returncode == 1 and "is a dry run" in refused.stderr and "Traceback" not in refused.stderr
+    cut = _as_if_from_a_gpu(dry_run, tmp_path / "cut", training={"status": "timed out"})
+    assert "did not finish its schedule" in _adopt(cut, tmp_path / "models").stderr
+    damaged = _as_if_from_a_gpu(dry_run, tmp_path / "damaged")
+    (damaged / "model.safetensors").write_bytes((damaged / "model.safetensors").read_bytes()[:-1] + b"\0")
+    assert "damaged or not this run's" in _adopt(damaged, tmp_path / "models").stderr
+    assert not (tmp_path / "models").exists()
+
+
+def test_an_adopted_model_is_a_zoo_entry_with_its_card(dry_run: Path, tmp_path: Path) -> None:
+    results = _as_if_from_a_gpu(dry_run, tmp_path / "results")
+    adopted = _adopt(results, tmp_path / "models")
+    assert adopted.returncode == 0, adopted.stderr
+    shown = subprocess.run(
+        [sys.executable, "-m", "sreval", "zoo", "show", "srresnet-mse"],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, "SREVAL_ZOO": str(tmp_path / "models")},
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert str(tmp_path / "models") in shown.stdout and "trained" in shown.stdout
+    card = (tmp_path / "models" / "srresnet-mse" / "README.md").read_text()
+    assert "T91 (Yang et al. 2010" in card and "perf/gpu_srresnet_mse.yaml" in card
+    assert "| set5 |" in card and "a stand-in GPU name (test)" in card
 
 
 def _python(code: str) -> list[str]:

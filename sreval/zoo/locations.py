@@ -21,7 +21,8 @@ from sreval.zoo.entry import CONFIG, ZooEntry, check_name, read_entry
 
 
 def builtin_dir() -> Path:
-    """The built-in entries (configs and model cards, never weights), as package data of `sreval.zoo`.
+    """The built-in entries (configs, model cards, and the weights of the models sreval trained itself; never
+    third-party weights), as package data of `sreval.zoo`.
 
     In a source checkout this folder is a link to the repository's `models/`, which is the copy that is edited;
     a wheel carries the files themselves (see `[tool.setuptools.package-data]` in pyproject.toml)."""
