@@ -1,6 +1,6 @@
 """The built-in zoo entries ship as package data of `sreval.zoo`: found in the package's own folder (in a
 checkout a link to the repository's models/, the copy that is edited), covered exactly by the wheel's
-package-data patterns, never with weights; and a wheel installed outside the checkout lists them."""
+package-data patterns, never with third-party weights; and a wheel installed outside the checkout lists them."""
 
 from __future__ import annotations
 
@@ -45,8 +45,12 @@ def test_package_data_patterns_cover_every_config_and_card_and_nothing_else() ->
     shipped = {p.resolve() for pattern in patterns if pattern.startswith("zoo/") for p in package.glob(pattern)}
     in_models = {p.resolve() for p in MODELS.rglob("*") if p.is_file()}
     assert shipped == in_models
-    # configs and model cards only: a weights file (which sreval may not redistribute) could never match
-    assert all(p.name in ("config.yaml", "README.md") for p in shipped)
+    # configs and model cards, and weights only of a model sreval trained itself: a third-party weights file
+    # (which sreval may not redistribute) could never match
+    for path in shipped:
+        assert path.name in ("config.yaml", "README.md") or (
+            path.name == "model.safetensors" and _check_wheel().trained_here(path.parent)
+        ), path
 
 
 def _check_wheel() -> ModuleType:
@@ -68,7 +72,8 @@ def test_the_wheel_check_refuses_weights_and_missing_entries(tmp_path: Path) -> 
     problems = check.check_contents(wheel)
     assert problems == [
         f"the wheel lacks {expected[0]}",
-        "the wheel carries sreval/zoo/builtin/enhancenet-pat-official/weights, which is not a config or card",
+        "the wheel carries sreval/zoo/builtin/enhancenet-pat-official/weights, which is not a config, a card or "
+        "weights sreval trained",
     ]
 
 

@@ -3,7 +3,8 @@ zoo from outside the source tree: the built-in entries must come from the instal
 
 Maintainer check, not part of the package. The environment borrows this interpreter's site-packages for
 torch and the other dependencies (on PYTHONPATH), so nothing is downloaded. Exits non-zero, saying why, when
-the wheel lacks an entry, carries a file that is not a config or card (weights must never ship), or the
+the wheel lacks an entry, carries a file that is not a config, a card or the weights of a model sreval trained
+itself (third-party weights must never ship), or the
 installed zoo finds its entries anywhere but in its own package folder.
 
     python tools/check_wheel.py [--keep DIR]
@@ -21,6 +22,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parent.parent
 BUILTIN_PREFIX = "sreval/zoo/builtin/"
 #: What the installed package is asked: where its built-in root is, what it holds, and where sreval lives.
@@ -34,11 +37,20 @@ print(json.dumps({"package": sreval.__file__, "builtin": str(zoo.builtin_dir()),
 """
 
 
+def trained_here(entry: Path) -> bool:
+    """Whether a models/ entry's weights are sreval's own (status `trained`): the only weights a wheel may carry."""
+    config = yaml.safe_load((entry / "config.yaml").read_text())
+    return bool(config["weights"]["status"] == "trained" and config["weights"]["file"] == "model.safetensors")
+
+
 def expected_files() -> set[str]:
-    """The repository's models/ as the wheel must carry it: the index card, each entry's config and card."""
+    """The repository's models/ as the wheel must carry it: the index card, each entry's config and card, and the
+    weights of the models sreval trained itself."""
     models = REPO / "models"
     files = {"README.md"} | {
-        str(p.relative_to(models)) for p in models.glob("*/*") if p.name in ("config.yaml", "README.md")
+        str(p.relative_to(models))
+        for p in models.glob("*/*")
+        if p.name in ("config.yaml", "README.md") or (p.name == "model.safetensors" and trained_here(p.parent))
     }
     return {BUILTIN_PREFIX + f for f in files}
 
@@ -62,7 +74,7 @@ def check_contents(wheel: Path) -> list[str]:
         shipped = {n for n in archive.namelist() if n.startswith(BUILTIN_PREFIX)}
     problems = [f"the wheel lacks {name}" for name in sorted(expected_files() - shipped)]
     extra = sorted(shipped - expected_files())
-    problems += [f"the wheel carries {name}, which is not a config or card" for name in extra]
+    problems += [f"the wheel carries {name}, which is not a config, a card or weights sreval trained" for name in extra]
     return problems
 
 
@@ -101,8 +113,11 @@ def check_probe(probe: dict[str, object], env_dir: Path) -> list[str]:
     wanted = {p.parent.name for p in (REPO / "models").glob("*/config.yaml")}
     if set(entries) != wanted:
         problems.append(f"the installed zoo lists {sorted(entries)}, expected {sorted(wanted)}")
-    problems += [f"{name} was found at {folder}" for name, folder in entries.items() if package.parent not in
-                 Path(folder).resolve().parents]
+    problems += [
+        f"{name} was found at {folder}"
+        for name, folder in entries.items()
+        if package.parent not in Path(folder).resolve().parents
+    ]
     return problems
 
 
