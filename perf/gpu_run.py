@@ -96,6 +96,8 @@ class Run:
         status = "ok"
         for command in step.commands(self, box):
             remaining = box - (time.monotonic() - started)
+            if isinstance(command, MayFail):
+                remaining = min(remaining, command.share * box)
             self.say("$ " + " ".join(command))
             rc = self._run(command, remaining)
             if rc != 0 and isinstance(command, MayFail):

@@ -43,7 +43,12 @@ Commands = Callable[["Run", float], Iterable[list[str]]]
 
 
 class MayFail(list[str]):
-    """A command whose failure does not fail its step: the commands after it do without what it would have made."""
+    """A command whose failure does not fail its step: the commands after it do without what it would have made.
+    It gets at most `share` of the step's box, so that they keep the rest."""
+
+    def __init__(self, argv: list[str], share: float = 1.0) -> None:
+        super().__init__(argv)
+        self.share = share
 
 
 @dataclass
@@ -189,7 +194,7 @@ def plan_steps(dry_run: bool, stage: Path, work: Path) -> Plan:
             steps = 3 if dry_run else CALIBRATION_STEPS
             log_every = 1 if dry_run else CALIBRATION_STEPS // 6
             yield MayFail(train_command("calibration", steps, "validate_every=0", "checkpoint_every=0",
-                                        f"log_every={log_every}"))  # fmt: skip
+                                        f"log_every={log_every}"), share=1 / 3)  # fmt: skip
             rate, source = logged_rate(work / "calibration" / "train_log.csv"), "calibration run"
         if rate is None:
             rate, source = FALLBACK_IT_S, "no measurement: a guess"
@@ -235,7 +240,7 @@ def plan_steps(dry_run: bool, stage: Path, work: Path) -> Plan:
         perf_step("perf-metrics", "metrics", metrics, 45, 10),
         perf_step("perf-perceptual", "perceptual", perceptual, 60, 15),
         perf_step("perf-inference-srresnet", "inference", inference["srresnet"], 75, 30),
-        perf_step("perf-train-srresnet", "train", train_perf["srresnet"], 90, 40),
+        perf_step("perf-train-srresnet", "train", train_perf["srresnet"], 120, 40),
         Step(
             "training",
             scaled(300),

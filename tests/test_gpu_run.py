@@ -167,14 +167,25 @@ def test_a_step_past_its_box_is_stopped_and_the_next_one_still_runs(tmp_path: Pa
             0.0,
             lambda run, box: [gpu_steps.MayFail(_python("raise SystemExit(3)")), _python("print('second')")],
         ),
+        gpu_steps.Step(
+            "share",
+            6.0,
+            0.0,
+            lambda run, box: [
+                gpu_steps.MayFail(_python("import time; time.sleep(60)"), share=0.25),
+                _python("print('after the share')"),
+            ],
+        ),
         gpu_steps.Step("too-late", 30.0, 24.0, lambda run, box: [_python("pass")]),
     ]
     run = gpu_run.Run(gpu_steps.Plan(True, steps), tmp_path, tmp_path, budget=25.0, env=dict(os.environ), grace=1.0)
     records = [run.run_step(step, reserved_after=0.0) for step in steps]
-    assert [r["status"] for r in records] == ["timed out", "timed out", "ok", "skipped: not enough time left"]
+    assert [r["status"] for r in records] == ["timed out", "timed out", "ok", "ok", "skipped: not enough time left"]
+    assert records[3]["seconds"] < 4  # the failing command had a quarter of the 6 s box
     assert records[0]["seconds"] < 5 and records[1]["seconds"] < 8  # SIGTERM, then SIGKILL after the grace time
     log = (tmp_path / "log.txt").read_text()
     assert "SIGKILL" in log and "up" in log and "exit 3; the step goes on" in log and "second" in log
+    assert "after the share" in log
 
 
 def test_a_step_never_takes_the_time_guaranteed_to_later_steps(tmp_path: Path) -> None:
