@@ -43,7 +43,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from gpu_steps import MayFail, Plan, Step, hide_device_lacks, plan_steps
+from gpu_steps import MayFail, Plan, Step, headline, hide_device_lacks, plan_steps
 
 REPO = Path(__file__).resolve().parent.parent
 OUT_FILES = 8
@@ -263,8 +263,8 @@ def main() -> None:
         collect(run)
         run.write_summary()
     run.say(f"done in {time.monotonic() - run.start:.0f} s; results in {args.out}")
-    for record in run.summary["steps"]:
-        print(f"  {record['name']:<26}{record['status']:<32}{record.get('seconds', '')}")
+    for record in run.summary["steps"]:  # the end of the output is what a device call shows: the figures too
+        print(f"  {record['name']:<26}{record['status']:<32}{record.get('seconds', ''):>7}  {headline(record)}")
     if run.summary["out_problems"]:
         print("output limits exceeded: " + "; ".join(run.summary["out_problems"]))
     run.log.close()

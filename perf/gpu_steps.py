@@ -279,3 +279,36 @@ def hide_device_lacks(folder: Path) -> Path:
         "sys.meta_path.insert(0, _DeviceLacks())\n"
     )
     return folder
+
+
+def _ratios(rows: list[dict[str, Any]], key: str) -> str:
+    values = [float(r[key]) for r in rows if r.get(key) is not None]
+    return f"{min(values):.1f}-{max(values):.1f}x" if values else "-"
+
+
+def headline(record: dict[str, Any]) -> str:
+    """A step's main figures in one line."""
+    figures = record.get("figures") or {}
+    rows, totals = figures.get("rows") or [], figures.get("totals") or {}
+    name = record["name"]
+    if name == "tests":
+        return f"{figures.get('tests', '?')} tests, {figures.get('failures', '?')} failed, " \
+               f"{figures.get('errors', '?')} errors, {figures.get('skipped', '?')} skipped"  # fmt: skip
+    if name == "perf-metrics" and totals:
+        seconds = f"sreval {totals['sreval_s']:.3f} s, reference {totals['reference_s']:.2f} s"
+        return f"{totals['images']} images: {seconds}, {totals['ratio']:.1f}x"
+    if name == "perf-perceptual":
+        return f"per image: NIQE {_ratios(rows, 'niqe_ratio')}, NRQM {_ratios(rows, 'nrqm_ratio')}"
+    if name.startswith("perf-inference"):
+        return "; ".join(f"{r['model']} {r['ratio']:.2f}x, engine {r['engine_tflop_s']:.1f} TFLOP/s" for r in rows)
+    if name.startswith("perf-train"):
+        return "; ".join(f"{r['model']} {r['ratio']:.2f}x ({r['sreval_it_s']:.0f} vs {r['naive_it_s']:.0f} it/s)"
+                         for r in rows)  # fmt: skip
+    if name == "training" and figures.get("run"):
+        run = figures["run"]
+        last = {v["dataset"]: float(v["psnr"]) for v in figures.get("validation", [])}
+        return f"{run['steps']} steps in {run['wall_s']} s; PSNR " + ", ".join(f"{k} {v:.3f}" for k, v in last.items())
+    if name == "benchmarks" and figures.get("summary"):
+        psnr = [r for r in figures["summary"] if r["metric"] == "psnr"]
+        return "PSNR " + ", ".join(f"{r['dataset']} {float(r['mean']):.3f}" for r in psnr)
+    return ""

@@ -187,6 +187,13 @@ def open_page(browser: Any, link: str) -> Any:
     return page
 
 
+def current(page: Any) -> Any:
+    """The elements of the page's latest run. While a run is in progress Streamlit keeps the previous run's
+    elements on the page, marked stale, until they are replaced: a click on a stale button (e.g. "Next image" of
+    the previous feedback page, while an answer's run is drawing the new one) would interrupt that run."""
+    return page.locator('[data-testid="stElementContainer"][data-stale="false"]')
+
+
 def wait_until(condition: Any, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

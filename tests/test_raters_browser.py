@@ -24,6 +24,7 @@ from browser_helpers import (
     SETTLED,
     TIMEOUT_MS,
     AppServer,
+    current,
     open_page,
     rated,
     rater_at_test_phase,
@@ -94,8 +95,8 @@ def test_rate_in_the_browser_resume_after_server_kill_and_export(browser: Any, s
         wait_for(f"Calibration image {i + 1} of {N_CALIBRATION}", i)
         answer(5 if i % 2 else 1, "key" if i % 2 else "click")
         last = i == N_CALIBRATION - 1
-        page.get_by_text("You answered").wait_for()
-        page.get_by_role("button", name="Begin the study" if last else "Next image").click()
+        current(page).get_by_text("You answered").wait_for()
+        current(page).get_by_role("button", name="Begin the study" if last else "Next image").click()
 
     hows = ["key", "click", "key", "double-click", "key", "click"]
     for i, how in enumerate(hows):

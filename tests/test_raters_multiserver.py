@@ -26,7 +26,7 @@ from typing import Any
 
 import browser_helpers
 import pytest
-from browser_helpers import SETTLED, open_page, wait_until
+from browser_helpers import SETTLED, current, open_page, wait_until
 from db_helpers import query_rows
 from raters_app_helpers import BUTTONS, N_CALIBRATION, PER_RATER, STUDY, build_pilot
 from replica_helpers import FailoverProxy, Replica
@@ -216,7 +216,8 @@ def run_study(
     for i in range(N_CALIBRATION):
         browser_step(r01)
         last = i == N_CALIBRATION - 1
-        r01.page.get_by_role("button", name="Begin the study" if last else "Next image").click()
+        current(r01.page).get_by_text("You answered").wait_for(timeout=SETTLE_MS)  # this answer's feedback
+        current(r01.page).get_by_role("button", name="Begin the study" if last else "Next image").click()
     for future in running:
         future.result()
     for _ in range(2):
