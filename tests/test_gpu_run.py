@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +203,20 @@ def test_the_training_rate_and_its_step_count(tmp_path: Path) -> None:
     assert gpu_steps.logged_rate(tmp_path / "missing.csv") is None
     assert gpu_steps.planned_steps(200.0, 245.0) == 36000  # 0.9 × 200 it/s × (245 − 45 s)
     assert gpu_steps.planned_steps(200.0, 10.0) == 100
+
+
+def test_a_staged_wheel_is_unpacked_only_when_its_module_is_missing(tmp_path: Path) -> None:
+    stage = tmp_path / "stage"
+    (stage / "packages" / "wheels").mkdir(parents=True)
+    for module in ("sreval_staged_probe", "json"):  # one missing here, one this Python has
+        with zipfile.ZipFile(stage / "packages" / "wheels" / f"{module}-1-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(f"{module}/__init__.py", "VALUE = 42\n")
+    packages = {m: f"wheels/{m}-1-py3-none-any.whl" for m in ("sreval_staged_probe", "json")}
+    (stage / gpu_stage.MANIFEST).write_text(json.dumps({"files": {}, "packages": packages}))
+    paths = gpu_run.install_packages(stage, tmp_path / "work")
+    assert paths == [str(tmp_path / "work" / "site")]
+    assert (tmp_path / "work" / "site" / "sreval_staged_probe" / "__init__.py").is_file()
+    assert not (tmp_path / "work" / "site" / "json").exists()
+    probe = subprocess.run([sys.executable, "-c", "import sreval_staged_probe as p; print(p.VALUE)"],
+                           env={**os.environ, "PYTHONPATH": paths[0]}, capture_output=True, text=True)  # fmt: skip
+    assert probe.stdout.strip() == "42"
