@@ -68,7 +68,7 @@ class Run:
         self.env = env
         self.log = (out / "log.txt").open("a", encoding="utf-8", errors="replace")
         self.lock = threading.Lock()
-        self.summary: dict[str, Any] = {"dry_run": plan.dry_run, "budget_s": budget, "steps": [], "figures": {}}
+        self.summary: dict[str, Any] = {"dry_run": plan.dry_run, "budget_s": budget, "steps": []}
 
     def say(self, text: str) -> None:
         line = f"[{time.monotonic() - self.start:6.1f} s] {text}"
@@ -95,17 +95,20 @@ class Run:
         self.say(f"== {step.name}: up to {box:.0f} s")
         started = time.monotonic()
         status = "ok"
-        for command in step.commands(self, box):
-            remaining = box - (time.monotonic() - started)
-            if isinstance(command, MayFail):
-                remaining = min(remaining, command.share * box)
-            self.say("$ " + " ".join(command))
-            rc = self._run(command, remaining)
-            if rc != 0 and isinstance(command, MayFail):
-                self.say(f"(exit {rc}; the step goes on without it)")
-            elif rc != 0:
-                status = "timed out" if rc is None else f"failed (exit {rc})"
-                break
+        try:
+            for command in step.commands(self, box):
+                remaining = box - (time.monotonic() - started)
+                if isinstance(command, MayFail):
+                    remaining = min(remaining, command.share * box)
+                self.say("$ " + " ".join(command))
+                rc = self._run(command, remaining)
+                if rc != 0 and isinstance(command, MayFail):
+                    self.say(f"(exit {rc}; the step goes on without it)")
+                elif rc != 0:
+                    status = "timed out" if rc is None else f"failed (exit {rc})"
+                    break
+        except Exception as error:  # a fault in planning a command must cost this step, not the run
+            status = f"failed (planning it: {error!r})"
         record["status"] = status
         record["seconds"] = round(time.monotonic() - started, 1)
         self.say(f"== {step.name}: {status} after {record['seconds']} s")
@@ -260,7 +263,10 @@ def main() -> None:
     for k, step in enumerate(steps):
         reserved = sum(later.guaranteed for later in steps[k + 1 :]) + plan.collect_s
         record = run.run_step(step, reserved)
-        record |= step.figures(run)
+        try:
+            record |= step.figures(run)
+        except Exception as error:  # e.g. a file its box cut off mid-write: keep going, say so
+            record["figures_error"] = repr(error)
         run.summary["steps"].append(record)
         collect(run)
         run.write_summary()

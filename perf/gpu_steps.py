@@ -287,7 +287,14 @@ def _ratios(rows: list[dict[str, Any]], key: str) -> str:
 
 
 def headline(record: dict[str, Any]) -> str:
-    """A step's main figures in one line."""
+    """A step's main figures in one line (empty when they are missing or incomplete)."""
+    try:
+        return _headline(record)
+    except (KeyError, TypeError, ValueError):
+        return ""
+
+
+def _headline(record: dict[str, Any]) -> str:
     figures = record.get("figures") or {}
     rows, totals = figures.get("rows") or [], figures.get("totals") or {}
     name = record["name"]

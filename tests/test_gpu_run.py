@@ -220,3 +220,14 @@ def test_a_staged_wheel_is_unpacked_only_when_its_module_is_missing(tmp_path: Pa
     probe = subprocess.run([sys.executable, "-c", "import sreval_staged_probe as p; print(p.VALUE)"],
                            env={**os.environ, "PYTHONPATH": paths[0]}, capture_output=True, text=True)  # fmt: skip
     assert probe.stdout.strip() == "42"
+
+
+def test_a_fault_in_planning_a_step_fails_that_step_only(tmp_path: Path) -> None:
+    def broken(run: gpu_run.Run, box: float) -> list[list[str]]:
+        raise ValueError("no rate")
+
+    steps = [gpu_steps.Step("broken", 10.0, 0.0, broken), gpu_steps.Step("next", 10.0, 0.0, lambda r, b: [])]
+    run = gpu_run.Run(gpu_steps.Plan(True, steps), tmp_path, tmp_path, budget=30.0, env=dict(os.environ))
+    records = [run.run_step(step, reserved_after=0.0) for step in steps]
+    assert records[0]["status"] == "failed (planning it: ValueError('no rate'))" and records[1]["status"] == "ok"
+    assert gpu_steps.headline({"name": "perf-metrics", "figures": {"totals": {"images": 5}}}) == ""
