@@ -9,7 +9,7 @@ The lent GPU machine has no network and no `../shared`: it sees the repository a
 - `data/training/T91/` and `data/iqa/calibration_pyiqa/dist_dir/`: T91 and the PIRM calibration images as
   lossless PNG (smaller than their BMPs; `check_staged` compares every pixel with the original);
 - `data/iqa/niqe/`: the NIQE model files;
-- `packages/`: what the device's python3 lacks. sqlalchemy as a CPython 3.12 manylinux wheel (installed there
+- `packages/`: what the device's python3 lacks. sqlalchemy as a CPython 3.12 manylinux wheel (unpacked there
   by `perf/gpu_run.py` into a temporary folder), and pyiqa's package folder alone, unpacked under
   `packages/site/` (its wheel also carries 8 MB of test images and docs). pyiqa's licence is non-commercial
   (research use); it is only used to time sreval against it.
@@ -88,7 +88,7 @@ def stage_packages(packages: Path) -> dict[str, str]:
     platform_args = [a for p in platforms for a in ("--platform", p)]
     pip("download", "-q", "--no-deps", "--only-binary=:all:", "--python-version", PACKAGES_PYTHON,
         "--implementation", "cp", *platform_args, "-d", str(wheels), SQLALCHEMY)  # fmt: skip
-    # The device's pip must accept the wheel for its Python: resolve it as that pip would, installing nothing.
+    # The wheel must be one the device's Python can import: resolve it as pip would there, installing nothing.
     with tempfile.TemporaryDirectory() as target:
         pip("install", "-q", "--dry-run", "--no-index", "--no-deps", "--only-binary=:all:", "--target", target,
             "--python-version", PACKAGES_PYTHON, "--implementation", "cp", *platform_args,
