@@ -110,26 +110,22 @@ def stage(data_root: Path, out: Path, urban100: int, packages: bool) -> dict[str
         raise StageError(f"{data_root} holds no benchmarks/Set5/HR: give --data-root (the shared data folder)")
     if out.exists():
         shutil.rmtree(out)
-    data = out / "data"
     files: dict[str, str] = {}  # staged path → source path, for the checks
+
+    def put(sources: list[Path], folder: str, as_png_files: bool = False) -> None:
+        """`sources` into data/`folder`: byte for byte, or re-encoded as lossless PNG."""
+        for source in sources:
+            target = out / "data" / folder / (source.stem + ".png" if as_png_files else source.name)
+            (as_png if as_png_files else copy_exact)(source, target)
+            files[str(target.relative_to(out))] = str(source)
+
+    benchmarks = data_root / "benchmarks"
     for name in BENCHMARK_SETS:
-        for source in sorted((data_root / "benchmarks" / name / "HR").iterdir()):
-            target = data / "benchmarks" / name / "HR" / source.name
-            copy_exact(source, target)
-            files[str(target.relative_to(out))] = str(source)
-    for source in sorted((data_root / "benchmarks" / "Urban100" / "HR").glob("*.png"))[:urban100]:
-        target = data / "benchmarks" / "Urban100" / "HR" / source.name
-        copy_exact(source, target)
-        files[str(target.relative_to(out))] = str(source)
+        put(sorted((benchmarks / name / "HR").iterdir()), f"benchmarks/{name}/HR")
+    put(sorted((benchmarks / "Urban100" / "HR").glob("*.png"))[:urban100], "benchmarks/Urban100/HR")
     for folder in ("training/T91", "iqa/calibration_pyiqa/dist_dir"):
-        for source in sorted((data_root / folder).iterdir()):
-            target = data / folder / (source.stem + ".png")
-            as_png(source, target)
-            files[str(target.relative_to(out))] = str(source)
-    for source in sorted((data_root / "iqa" / "niqe").iterdir()):
-        target = data / "iqa" / "niqe" / source.name
-        copy_exact(source, target)
-        files[str(target.relative_to(out))] = str(source)
+        put(sorted((data_root / folder).iterdir()), folder, as_png_files=True)
+    put(sorted((data_root / "iqa" / "niqe").iterdir()), "iqa/niqe")
     staged_packages = stage_packages(out / "packages") if packages else {}
     manifest: dict[str, object] = {"data_root": str(data_root), "files": files, "packages": staged_packages}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")

@@ -235,28 +235,21 @@ def plan_steps(dry_run: bool, stage: Path, work: Path) -> Plan:
         return Step(name, scaled(box), 3.0 if dry_run else minimum, perf(script, f"{name}.json", args),
                     figures_file=f"{name}.json")  # fmt: skip
 
+    def model_step(
+        name: str, box: float, minimum: float, commands: Commands, guaranteed: float,
+        read: Callable[[Run], dict[str, Any]],
+    ) -> Step:  # fmt: skip
+        """One of the trained model's steps: time is guaranteed to them, however long the steps before take."""
+        return Step(name, scaled(box), minimum, commands, guaranteed=guaranteed, read_figures=read)
+
     steps = [
         Step("tests", scaled(90), 5 if dry_run else 20, tests, read_figures=read_tests),
         perf_step("perf-metrics", "metrics", metrics, 75, 20),  # the float64 reference takes ~15 s a pass
         perf_step("perf-perceptual", "perceptual", perceptual, 60, 15),
         perf_step("perf-inference-srresnet", "inference", inference["srresnet"], 75, 30),
         perf_step("perf-train-srresnet", "train", train_perf["srresnet"], 120, 40),
-        Step(
-            "training",
-            scaled(300),
-            10 if dry_run else 120,
-            training,
-            guaranteed=20 if dry_run else 200,
-            read_figures=read_training,
-        ),
-        Step(
-            "benchmarks",
-            scaled(75),
-            5 if dry_run else 30,
-            benchmarks,
-            guaranteed=15 if dry_run else 60,
-            read_figures=read_benchmarks,
-        ),
+        model_step("training", 300, 10 if dry_run else 120, training, 20 if dry_run else 200, read_training),
+        model_step("benchmarks", 75, 5 if dry_run else 30, benchmarks, 15 if dry_run else 60, read_benchmarks),
         perf_step("perf-inference-rrdbnet", "inference", inference["rrdbnet"], 120, 40),
         perf_step("perf-train-rrdbnet", "train", train_perf["rrdbnet"], 120, 40),
     ]
