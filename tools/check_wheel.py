@@ -4,8 +4,8 @@ zoo from outside the source tree: the built-in entries must come from the instal
 Maintainer check, not part of the package. The environment borrows this interpreter's site-packages for
 torch and the other dependencies (on PYTHONPATH), so nothing is downloaded. Exits non-zero, saying why, when
 the wheel lacks an entry, carries a file that is not a config, a card or the weights of a model sreval trained
-itself (third-party weights must never ship), or the
-installed zoo finds its entries anywhere but in its own package folder.
+itself (third-party weights must never ship), or the installed zoo finds its entries anywhere but in its own
+package folder.
 
     python tools/check_wheel.py [--keep DIR]
 """
