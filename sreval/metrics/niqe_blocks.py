@@ -4,12 +4,16 @@ coefficients and of their products with 4 circularly shifted copies, for all blo
 An AGGD fit needs five sums per block: the count and the sum of squares of the negative values, the same of the
 positive ones, and the sum of absolute values. They are taken batch by batch of blocks, each array of a batch in
 buffers that stay in the processor's caches, with a few whole-array numpy steps per array; all 5·n_blocks fits then
-share one search of the alpha grid.
+share one search of the alpha grid. Where numba imports, one compiled call per batch and array
+(`sreval.metrics.niqe_jit.block_sides`) makes the products, the two sides and their counts instead; the sums over
+the sides stay the same BLAS dot products either way, so the features are the same bits (a compiled sum would run
+in another order than the BLAS build's).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 import scipy.special
@@ -140,9 +144,15 @@ class _Moments:
         np.maximum(values, zeros, out=sides[1])
         np.not_equal(sides, 0.0, out=nonzero)
         out[1::2] = _count_rows(nonzero)
-        below_sum, above_sum = _row_dots(sides, self.ones)
-        np.subtract(above_sum, below_sum, out=out[4])  # Σ |v|
-        out[0:4:2] = _row_dots(sides, sides)
+        side_sums(sides, self.ones, out)
+
+
+def side_sums(sides: np.ndarray, ones: np.ndarray, out: np.ndarray) -> None:
+    """The sums of the moments from the two sides (2, m, n) of m rows (`_Moments`): Σ v² of each into out[0] and
+    out[2], Σ |v| into out[4]."""
+    below_sum, above_sum = _row_dots(sides, ones)
+    np.subtract(above_sum, below_sum, out=out[4])  # Σ |v|
+    out[0:4:2] = _row_dots(sides, sides)
 
 
 def _aggd(moments: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
@@ -179,15 +189,37 @@ def _copy_blocks(mscn: np.ndarray, block: int, first: int, out: np.ndarray) -> N
         done += n
 
 
-def block_features(mscn: np.ndarray, block: int) -> np.ndarray:
+#: `sides(mscn, block, first, n, k, sides, counts)`: for blocks first .. first + n − 1 (MATLAB's order) of the
+#: C-contiguous float64 plane mscn, array k of each (0: the coefficients, k: their products with the copy shifted
+#: by SHIFTS[k − 1]), the two sides of its values into sides[:, :n] (2, n, block²) and the count of each side into
+#: counts[:, :n], exactly as `_Moments` makes them (`sreval.metrics.niqe_jit.block_sides` compiles it).
+SidesKernel = Callable[[np.ndarray, int, int, int, int, np.ndarray, np.ndarray], None]
+
+
+def block_features(mscn: np.ndarray, block: int, sides: SidesKernel | None = None) -> np.ndarray:
     """`blkproc(mscn, [block block], @computefeature)` of (H, W), H and W multiples of `block` → (n_blocks, 18),
-    blocks down the columns like MATLAB."""
+    blocks down the columns like MATLAB.
+
+    With `sides`, that kernel makes each batch's sides and counts in one call; the sums over them are the same
+    calls either way (BLAS dot products), so the features are the same bits.
+    """
     h, w = mscn.shape
     n_blocks = (h // block) * (w // block)
     step = min(n_blocks, max(1, BATCH_PIXELS // (block * block)))
+    moments = np.empty((1 + len(SHIFTS), 5, n_blocks))
+    if sides is not None:
+        batch_sides, counts = np.empty((2, step, block * block)), np.empty((2, step))
+        ones = np.ones(block * block)
+        for first in range(0, n_blocks, step):
+            n = min(step, n_blocks - first)
+            for k in range(1 + len(SHIFTS)):
+                sides(mscn, block, first, n, k, batch_sides, counts)
+                out = moments[k, :, first : first + n]
+                out[1::2] = counts[:, :n]
+                side_sums(batch_sides[:, :n], ones, out)
+        return _features(moments, block)
     blocks, product = np.empty((step, block, block)), np.empty((step, block, block))
     moments_of = _Moments(step, block * block)
-    moments = np.empty((1 + len(SHIFTS), 5, n_blocks))
     for first in range(0, n_blocks, step):
         n = min(step, n_blocks - first)
         batch, batch_product = blocks[:n], product[:n]
@@ -196,6 +228,11 @@ def block_features(mscn: np.ndarray, block: int) -> np.ndarray:
         for k, shift in enumerate(SHIFTS, start=1):
             _shifted_product(batch, shift, batch_product)
             moments_of(batch_product.reshape(n, -1), moments[k, :, first : first + n])
+    return _features(moments, block)
+
+
+def _features(moments: np.ndarray, block: int) -> np.ndarray:
+    """The 18 features per block from the moments (1 + len(SHIFTS), 5, n_blocks) of its arrays."""
     alpha, beta_l, beta_r, mean_factor = _aggd(moments.transpose(1, 0, 2), block * block)
     feats = [alpha[0], (beta_l[0] + beta_r[0]) / 2]
     for k in range(1, 1 + len(SHIFTS)):
