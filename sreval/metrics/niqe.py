@@ -16,8 +16,10 @@ differ by 0.34 on Set5 `head` (dark background), and CPU and GPU convolutions wo
 from the centre are summed per mirror pair and ring of equal weight, so such windows give exactly 0 on every
 device. Images without such windows match MATLAB to ~1e-13 (`tests/test_niqe.py` gives the numbers).
 
-The per-pixel and per-block work runs in numpy on the CPU whatever the input's device (`niqe_kernels`: MSCN and
-the half-scale imresize; `niqe_blocks`: the AGGD fits), then the result goes back to the input's device.
+The per-pixel and per-block work runs on the CPU whatever the input's device, then the result goes back to the
+input's device: MSCN and the half-scale imresize in `niqe_kernels` (numpy), the AGGD fits in `niqe_blocks`. Where
+numba imports, `niqe_jit` compiles the per-pixel kernels and the blocks' sides and counts, one call per plane
+instead of hundreds of numpy calls, with the same bits (`kernels` chooses; `tests/test_niqe_jit.py` compares).
 
 Degenerate inputs are refused rather than scored: an image smaller than one block, a single block (MATLAB's
 `nanmean`/`nancov` then treat the 36 features as one vector and return a meaningless number), and an image whose
@@ -29,6 +31,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -38,10 +41,39 @@ import scipy.io
 import torch
 
 from sreval.errors import ParameterError, SrevalError
+from sreval.metrics import niqe_kernels
 from sreval.metrics.niqe_blocks import FEATURES_PER_SCALE, block_features
-from sreval.metrics.niqe_kernels import imresize_half, mscn_float, mscn_integer
 
 N_FEATURES = 2 * FEATURES_PER_SCALE
+
+Kernel = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """The per-pixel kernels NIQE runs: `name` is "numba" (compiled, `niqe_jit`) or "numpy" (`niqe_kernels`)."""
+
+    name: str
+    mscn_integer: Kernel
+    mscn_float: Kernel
+    imresize_half: Kernel
+    block_features: Callable[[np.ndarray, int], np.ndarray]
+
+
+NUMPY_KERNELS = Kernels(
+    "numpy", niqe_kernels.mscn_integer, niqe_kernels.mscn_float, niqe_kernels.imresize_half, block_features
+)
+
+
+@functools.cache
+def kernels() -> Kernels:
+    """The one place that chooses: the compiled kernels where numba imports, else the numpy ones. Both give the
+    same bits (`tests/test_niqe_jit.py`); numba is imported on the first NIQE call, not with this module."""
+    try:
+        from sreval.metrics import niqe_jit
+    except ImportError:  # no numba (the GPU machine's Python), or one that does not load with this numpy
+        return NUMPY_KERNELS
+    return Kernels("numba", niqe_jit.mscn_integer, niqe_jit.mscn_float, niqe_jit.imresize_half, niqe_jit.block_features)
 
 
 #: The LIVE pristine model as sreval ships it (package data): converted once from the release's
@@ -145,12 +177,13 @@ def _mscn(x: torch.Tensor) -> torch.Tensor:
     weight before weighting, so windows whose weighted deviations cancel give exactly 0 (module docstring):
     always for flat and mirror-symmetric windows (ramps), and for any cancellation on an integer plane.
 
-    Computed on the CPU whatever the tensor's device (`niqe_kernels`): a 0..255 integer plane (the first scale)
+    Computed on the CPU whatever the tensor's device (the `kernels`): a 0..255 integer plane (the first scale)
     takes exact integer ring sums, any other plane deviations per mirror pair; only elementwise IEEE operations
     in a fixed order, so both give the same bits on the same integers. The result is on x's device.
     """
     planes = x.detach().to("cpu", torch.float64).numpy()[:, 0]
-    out = [mscn_integer(p) if _uint8_valued(p) else mscn_float(p) for p in planes]
+    chosen = kernels()
+    out = [chosen.mscn_integer(p) if _uint8_valued(p) else chosen.mscn_float(p) for p in planes]
     stacked = out[0][None] if len(out) == 1 else np.stack(out)
     return torch.from_numpy(stacked[:, None]).to(x.device)
 
@@ -175,10 +208,11 @@ def _batch_features(x: torch.Tensor, block: int) -> torch.Tensor:
     planes = x.detach().to("cpu", torch.float64)[..., : h // block * block, : w // block * block]
     if not np.isfinite(planes.numpy()).all():
         raise SrevalError("NIQE: the plane contains NaN or Inf")
-    half = torch.from_numpy(np.stack([imresize_half(p) for p in planes.numpy()[:, 0]])[:, None])
+    chosen = kernels()
+    half = torch.from_numpy(np.stack([chosen.imresize_half(p) for p in planes.numpy()[:, 0]])[:, None])
     scale1, scale2 = (_mscn(p).cpu().numpy()[:, 0] for p in (planes, half))
     feats = [
-        np.concatenate([block_features(s1, block), block_features(s2, block // 2)], axis=-1)
+        np.concatenate([chosen.block_features(s1, block), chosen.block_features(s2, block // 2)], axis=-1)
         for s1, s2 in zip(scale1, scale2, strict=True)
     ]
     return torch.from_numpy(np.stack(feats)).to(x.device)

@@ -1,10 +1,17 @@
 """The numpy kernels behind `sreval.metrics.niqe`: one plane (H, W) float64 at a time, on the CPU.
 
+They run where numba does not import (the GPU machine's Python has none); elsewhere `sreval.metrics.niqe_jit`
+compiles the same operations in the same order per pixel, and these are the reference its tests compare against
+bit for bit. `sreval.metrics.niqe.kernels` chooses.
+
 Why numpy and not torch: NIQE is a long chain of small elementwise steps on one plane (about 200 passes over
 it). Each torch call costs microseconds of dispatch and its threads fight over a shared CPU, while a numpy pass
 over a plane that fits the cache costs tens of microseconds and runs the same way on every machine. The float64
 steps are elementwise IEEE operations in a fixed order (no fused multiply-add, no BLAS), so the MSCN coefficients
 are the same bits as the ring-by-ring torch formulation they replace (`tests/test_niqe_kernels.py` checks it).
+What numpy still costs: a few hundred calls per plane, each releasing and retaking the GIL, so that their dispatch
+is a good part of the time and two threads scoring images side by side convoy on the GIL; the compiled kernels
+make one call per plane.
 
 Two kernels (the per-block AGGD fits are in `sreval.metrics.niqe_blocks`):
 
