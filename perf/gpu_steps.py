@@ -37,7 +37,7 @@ FALLBACK_IT_S = 60.0
 PY = sys.executable
 #: Packages the device's python3 does not have and the run does not carry: the dry run hides them, so that a step
 #: that needs one fails here and not on the device.
-DEVICE_LACKS = ("plotly", "streamlit", "psycopg2", "playwright")
+DEVICE_LACKS = ("plotly", "streamlit", "psycopg2", "playwright", "numba")
 
 Commands = Callable[["Run", float], Iterable[list[str]]]
 
