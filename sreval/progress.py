@@ -33,6 +33,13 @@ def binary_size(value: float, below_a_kib: str = "B") -> str:
     return f"{value:.0f} {below_a_kib}"
 
 
+class _Bar(tqdm):  # type: ignore[misc]  # tqdm ships no type information: mypy sees Any
+    """A tqdm bar without tqdm's monitor thread: a benchmark forks its worker processes only when no other thread
+    runs (`sreval.benchmark.pool`), and the monitor only corrects bars that update far less often than these."""
+
+    monitor_interval = 0
+
+
 def _amount(value: float, unit: str) -> str:
     return binary_size(value) if unit == "B" else f"{value:,.0f} {unit}"
 
@@ -62,7 +69,7 @@ class Progress:
         self._bar: tqdm[None] | None = None
         if enabled and self._stream.isatty():
             scaled = unit == "B"
-            self._bar = tqdm(
+            self._bar = _Bar(
                 total=total,
                 desc=desc,
                 unit=unit,

@@ -2,7 +2,7 @@
 `sreval.benchmark.evaluate`, and its caches) → tables.
 
 The unit of work is one HR image with its methods, so that each HR image is read, verified and degraded once;
-images are processed by a few worker threads at once (torch, Pillow, zlib and hashlib release the GIL).
+images are processed a few at once, by worker processes on the CPU and threads elsewhere (`sreval.benchmark.pool`).
 Nothing is stored until everything has been computed: the caller saves the finished run in one transaction.
 """
 
@@ -12,7 +12,6 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ import torch
 
 from sreval import __version__
 from sreval import progress as progress_lines
+from sreval.benchmark import pool
 from sreval.benchmark.cache import Cache
 from sreval.benchmark.evaluate import Source, evaluate_output, method_input, timed_apart
 from sreval.datasets.registry import Dataset, ImageEntry, load_hr, require_files
@@ -218,21 +218,20 @@ def compute_share(
     def run(item: WorkItem) -> _Done:
         return _compute_item(item, metrics, protocol, data_root, cache, device)
 
-    with _torch_threads(max(1, cores // n)):
+    threads = max(1, cores // n)
+    with _torch_threads(threads):
         for item in work[:1]:
             merge(run(item), item)
+        rest = work[1:]
         if n == 1:
-            for item in work[1:]:
+            for item in rest:
                 merge(run(item), item)
-            return share
-        pool = ThreadPoolExecutor(n, thread_name_prefix="sreval-benchmark")
-        try:
-            pending = {pool.submit(run, item): item for item in work[1:]}
-            for future in as_completed(pending):
-                merge(future.result(), pending[future])
-        finally:
-            # On an error (or Ctrl-C), images not started are dropped; the ones running finish first.
-            pool.shutdown(wait=True, cancel_futures=True)
+        elif (why := pool.fork_blocker(device, cache.metric_store)) is None:
+            after_fork = getattr(cache.metric_store, "after_fork", None)
+            pool.in_processes(rest, n, run, merge, torch_threads=threads, after_fork=after_fork)
+        else:
+            log.debug("benchmark workers are threads: %s", why)
+            pool.in_threads(rest, n, run, merge)
     return share
 
 

@@ -213,6 +213,11 @@ class Store:
         """Release the connection pool."""
         self._engine.dispose()
 
+    def after_fork(self) -> None:
+        """In a forked child: open connections of its own from now on, leaving the inherited ones (which the
+        parent goes on using) untouched."""
+        self._engine.dispose(close=False)
+
     def _load_run(self, session: Session, run_id: int) -> Run:
         row = session.get(Run, run_id)
         if row is None:
