@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 from sqlalchemy import create_engine, text
 
 from sreval.benchmark import pool
@@ -128,7 +129,7 @@ def test_a_worker_process_that_dies_fails_the_run_with_one_clear_error(
         _run(tmp_path, data_root, workers=2)
 
 
-def test_fork_blocker_names_what_rules_out_worker_processes() -> None:
+def test_fork_blocker_names_what_rules_out_worker_processes(tmp_path: Path) -> None:
     class Plain:
         pass
 
@@ -144,6 +145,12 @@ def test_fork_blocker_names_what_rules_out_worker_processes() -> None:
     finally:
         stop.set()
         other.join()
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        assert "torch.distributed" in str(pool.fork_blocker(cpu, None))
+    finally:
+        dist.destroy_process_group()
+    assert pool.fork_blocker(cpu, None) is None
 
 
 def test_with_another_thread_running_the_run_uses_threads_and_gives_the_same_values(

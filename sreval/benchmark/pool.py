@@ -14,7 +14,7 @@ would leave it held forever in the child), and a metric store that can reconnect
 What the workers log is handled here, by this process's loggers and handlers, as if logged here (`_Records`).
 
 On Ctrl-C the workers ignore the signal and finish the image they are on, as threads do; images not started are
-dropped. A worker whose parent dies is stopped by the kernel (Linux), so none is left behind computing.
+dropped. A worker whose parent dies is killed by the kernel (Linux), so none is left behind computing.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import torch
+import torch.distributed as dist
 
 from sreval.errors import SrevalError
 
@@ -55,6 +56,8 @@ def fork_blocker(device: torch.device, metric_store: object | None) -> str | Non
         return "this platform cannot fork"
     if threading.active_count() > 1:
         return "other threads are running in this process"
+    if dist.is_available() and dist.is_initialized():
+        return "a torch.distributed process group (and its threads) runs in this process"
     if metric_store is not None and not callable(getattr(metric_store, "after_fork", None)):
         return f"the metric store ({type(metric_store).__name__}) cannot reconnect in a forked process"
     return None
@@ -182,12 +185,13 @@ def _start_worker(torch_threads: int, after_fork: Callable[[], None] | None, rec
 
 
 def _stop_with_parent() -> None:
-    """Have the kernel send this process SIGTERM when its parent dies (Linux's PR_SET_PDEATHSIG)."""
+    """Have the kernel kill this process when its parent dies (Linux's PR_SET_PDEATHSIG). SIGKILL, since the
+    worker keeps its parent's SIGTERM handler (training's, say, which only asks the loop to stop)."""
     if not sys.platform.startswith("linux"):
         return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass  # without it a worker whose parent was killed finishes the image it is on and exits at the next
 
