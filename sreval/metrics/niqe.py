@@ -51,7 +51,8 @@ Kernel = Callable[[np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class Kernels:
-    """The per-pixel kernels NIQE runs: `name` is "numba" (compiled, `niqe_jit`) or "numpy" (`niqe_kernels`)."""
+    """The kernels NIQE runs per plane: `name` is "numba" (compiled, `niqe_jit`) or "numpy" (`niqe_kernels` and
+    `niqe_blocks`)."""
 
     name: str
     mscn_integer: Kernel
