@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -221,23 +222,36 @@ def test_run_benchmarks_takes_an_in_memory_network_without_a_store(env: Path, da
     assert result.record.methods[0].metadata["inference"]["tile"] == 128
 
 
+@pytest.mark.parametrize("workers_are", ["threads", "processes"])
 def test_a_network_in_training_runs_in_evaluation_mode_on_every_worker_and_is_given_back_training(
-    env: Path, data_root: Path
+    env: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch, workers_are: str
 ) -> None:
-    """Workers share one module: none may switch it back to training mode while another one runs it."""
+    """Worker threads share one module: none may switch it back to training mode while another one runs it.
+    Worker processes each have their own copy, which must be in evaluation mode too."""
+    from sreval.benchmark import pool
     from sreval.benchmark.cache import Cache
     from sreval.benchmark.runner import run_benchmarks
     from sreval.metrics import create_metric
 
+    if workers_are == "threads":
+        monkeypatch.setattr(pool, "fork_blocker", lambda device, store: "threads share the module")
     model = _save_tiny()
     model.train()
-    modes: list[bool] = []
-    model.register_forward_hook(lambda module, args, out: modes.append(module.training))
+    modes = env / "modes.txt"  # one line per forward: the process and the module's mode
+
+    def record(module: torch.nn.Module, args: object, out: object) -> None:
+        with modes.open("a") as f:
+            f.write(f"{os.getpid()} {module.training}\n")
+
+    model.register_forward_hook(record)
     method = NetworkMethod(model, "tiny-in-memory", scale=4, options=InferenceOptions(tile=32, overlap=8, batch=1))
     datasets = [get_dataset("set5"), get_dataset("set14")]
     run_benchmarks(
         [method], datasets, [create_metric("psnr")], protocol=Protocol(), data_root=data_root,
         cache=Cache(env / "unused-cache", enabled=False), device=torch.device("cpu"), progress=False, workers=4,
     )  # fmt: skip
-    assert len(modes) > 19 and not any(modes)
+    lines = [line.split() for line in modes.read_text().splitlines()]
+    assert len(lines) > 19 and {training for _, training in lines} == {"False"}
+    processes = {int(pid) for pid, _ in lines} - {os.getpid()}
+    assert len(processes) == (0 if workers_are == "threads" else 4)
     assert model.training
