@@ -3,13 +3,17 @@ bicubic,nn on Set5, Set14, BSD100 and Urban100, metrics psnr,ssim,rmse,niqe) tim
 time of decoding the four sets' HR PNGs alone, measured in the same process.
 
     python perf/main_job.py [--data-root DIR] [--workers N] [--datasets set5,...] [--metrics psnr,...] [--no-warm]
+                            [--also-threads]
 
 The cold run starts from an empty SR cache, an empty results store (so an empty metric cache) and an empty out
 folder, all in a fresh temporary folder; the warm run repeats it with everything cached. Each prints its phases
 (seconds of work, summed over the workers), the total wall time (the run and saving it), the HR-decode time, the
 ratio total / decode, and the total less NIQE's share of the work (NIQE's own speed is measured elsewhere).
-Target: cold total <= 20 s on a quiet 2-core machine. Run it when the machine is quiet (the load average is
-printed with the figures): on a busy one every figure is larger.
+`--also-threads` adds a cold run whose workers are threads (as they are where forking is unsafe) in a fresh
+folder, and the ratio of the two totals. Target: cold total <= 20 s on a quiet 2-core machine. Run it when the
+machine is quiet (the load average is printed with the figures): on a busy one every figure is larger.
+NIQE's compiled kernels are cached on disk by numba after their first run; the first run ever on a machine also
+compiles them (about 3 s), which NUMBA_CACHE_DIR set to an empty folder shows.
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from sreval import settings
+from sreval.benchmark import pool
 from sreval.benchmark.cache import Cache
 from sreval.benchmark.runner import BenchmarkResult, default_workers, run_benchmarks
 from sreval.datasets.registry import Dataset, load_hr, parse_datasets
@@ -81,6 +88,17 @@ def report(label: str, result: BenchmarkResult, decode_s: float) -> None:
     )
 
 
+@contextmanager
+def _worker_threads() -> Iterator[None]:
+    """Benchmark workers as threads inside the block, as `sreval.benchmark.pool` makes them where forking is unsafe."""
+    real = pool.fork_blocker
+    pool.fork_blocker = lambda device, metric_store: "threads, for comparison"
+    try:
+        yield
+    finally:
+        pool.fork_blocker = real
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, help="default: the configured data root")
@@ -88,6 +106,7 @@ def main() -> None:
     parser.add_argument("--datasets", default="set5,set14,bsd100,urban100")
     parser.add_argument("--metrics", default=",".join(PLANE_METRICS))
     parser.add_argument("--no-warm", action="store_true", help="skip the warm run")
+    parser.add_argument("--also-threads", action="store_true", help="a cold run with worker threads too")
     args = parser.parse_args()
     if args.data_root:
         os.environ["SREVAL_DATA_ROOT"] = str(args.data_root.resolve())
@@ -105,6 +124,13 @@ def main() -> None:
             report("warm", warm, decode_s)
             if not warm.per_image.equals(cold.per_image):
                 raise SystemExit("the warm run's values differ from the cold run's")
+    if args.also_threads:
+        with tempfile.TemporaryDirectory(prefix="sreval-main-job-") as tmp, _worker_threads():
+            threads = main_job(Path(tmp), datasets, names, args.workers)
+        report("cold, worker threads", threads, decode_s)
+        print(f"cold total, threads / processes: {threads.timings['total'] / cold.timings['total']:.2f}")
+        if not threads.per_image.equals(cold.per_image):
+            raise SystemExit("the run with worker threads gives other values")
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
 
 
