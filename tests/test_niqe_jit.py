@@ -98,18 +98,33 @@ def test_imresize_half_is_the_numpy_kernel_bit_for_bit(shape: tuple[int, int]) -
 
 @pytest.mark.parametrize("block", [24, 10, 6, 2])
 @pytest.mark.parametrize("batch_pixels", [1, 5 * 24 * 24, niqe_blocks.BATCH_PIXELS])
+@pytest.mark.parametrize("dot_length", [niqe_blocks.DOT_LENGTH, 300, 150, 30, 5])
+@pytest.mark.parametrize("blas_agree", [True, False])
 def test_block_features_are_the_numpy_code_bit_for_bit(
-    monkeypatch: pytest.MonkeyPatch, block: int, batch_pixels: int
+    monkeypatch: pytest.MonkeyPatch, block: int, batch_pixels: int, dot_length: int, blas_agree: bool
 ) -> None:
     """Signed zeros, a block of zeros (NaN features), one-signed blocks, products that underflow, NaN values (both
-    sides, as numpy's minimum and maximum give them); one block per batch up to whole planes."""
+    sides, as numpy's minimum and maximum give them); one block per batch up to whole planes; rows summed in one
+    dot product, in 2 or 4 pieces (summed compiled), in 8 or more and by einsum (summed by numpy); and with the
+    compiled sums ruled out, as where the two BLAS libraries disagree."""
     monkeypatch.setattr(niqe_blocks, "BATCH_PIXELS", batch_pixels)
+    monkeypatch.setattr(niqe_blocks, "DOT_LENGTH", dot_length)
+    if not blas_agree:
+        monkeypatch.setattr(niqe_jit, "blas_dots_agree", lambda: False)
     structdis = _awkward_coefficients(block, 3, 4)
     with_nan = structdis.copy()
     with_nan[block + 1, 2 * block + 1] = np.nan
     for values in (structdis, with_nan, np.zeros_like(structdis)):
         ours = niqe_jit.block_features(values, block)
         assert ours.shape == (12, 18) and _same_bits(ours, niqe_blocks.block_features(values, block))
+
+
+def test_block_sums_run_compiled_where_the_blas_libraries_agree() -> None:
+    """NIQE's blocks (96² values in 2 pieces, 48² in one) are summed in the compiled call, unless numba's BLAS
+    sums in another order than numpy's (then the per-batch path with numpy's sums keeps the bits)."""
+    if not niqe_jit.blas_dots_agree():
+        pytest.skip("numba's BLAS (scipy's) and numpy's sum dot products differently here")
+    assert niqe_jit._compiled_sums(96 * 96) == 2 and niqe_jit._compiled_sums(48 * 48) == 1
 
 
 def test_block_sides_are_numpy_minimum_and_maximum() -> None:
@@ -177,8 +192,11 @@ def test_one_compiled_signature_per_kernel() -> None:
     for x in (plane, plane.astype(np.float32), plane.T, plane.astype(np.float64)[::2]):
         niqe_jit.mscn_integer(x), niqe_jit.mscn_float(x), niqe_jit.imresize_half(x)
         niqe_jit.block_features(niqe_jit.mscn_float(x)[:16, :16], 8)
+    sides, counts = np.empty((2, 1, 64)), np.empty((2, 1))
+    niqe_jit.block_sides(niqe_jit.mscn_float(plane)[:8, :8], 8, 0, 1, 1, sides, counts)
     kernels = [niqe_jit._mscn_integer, niqe_jit._mscn_float, niqe_jit._half_both, niqe_jit._block_sides]
-    assert [len(k.signatures) for k in kernels] == [1, 1, 1, 1]
+    kernels += [niqe_jit._block_moments, niqe_jit._dot_sum]
+    assert [len(k.signatures) for k in kernels] == [1] * len(kernels)
 
 
 _WITHOUT_NUMBA = """

@@ -18,8 +18,8 @@ device. Images without such windows match MATLAB to ~1e-13 (`tests/test_niqe.py`
 
 The per-pixel and per-block work runs on the CPU whatever the input's device, then the result goes back to the
 input's device: MSCN and the half-scale imresize in `niqe_kernels` (numpy), the AGGD fits in `niqe_blocks`. Where
-numba imports, `niqe_jit` compiles the per-pixel kernels and the blocks' sides and counts, one call per plane
-instead of hundreds of numpy calls, with the same bits (`kernels` chooses; `tests/test_niqe_jit.py` compares).
+numba imports, `niqe_jit` compiles the per-pixel kernels and the blocks' moments, one call per plane each instead
+of hundreds of numpy calls, with the same bits (`kernels` chooses; `tests/test_niqe_jit.py` compares).
 
 Degenerate inputs are refused rather than scored: an image smaller than one block, a single block (MATLAB's
 `nanmean`/`nancov` then treat the 36 features as one vector and return a meaningless number), and an image whose

@@ -4,10 +4,9 @@ coefficients and of their products with 4 circularly shifted copies, for all blo
 An AGGD fit needs five sums per block: the count and the sum of squares of the negative values, the same of the
 positive ones, and the sum of absolute values. They are taken batch by batch of blocks, each array of a batch in
 buffers that stay in the processor's caches, with a few whole-array numpy steps per array; all 5·n_blocks fits then
-share one search of the alpha grid. Where numba imports, one compiled call per batch and array
-(`sreval.metrics.niqe_jit.block_sides`) makes the products, the two sides and their counts instead; the sums over
-the sides stay the same BLAS dot products either way, so the features are the same bits (a compiled sum would run
-in another order than the BLAS build's).
+share one search of the alpha grid. Where numba imports, `sreval.metrics.niqe_jit.block_features` computes the
+same moments compiled, with the same bits (its docstring says how the BLAS sums are kept), and hands them to
+`features`; where it cannot sum like numpy, it still makes each batch's sides and counts in one call (`sides`).
 """
 
 from __future__ import annotations
@@ -102,6 +101,15 @@ def _count_rows(mask: np.ndarray) -> np.ndarray:
 DOT_LENGTH = 8192
 
 
+def dot_pieces(n: int) -> int:
+    """Into how many equal pieces `_row_dots` cuts a row of n values (a power of 2; einsum takes the row if its
+    pieces are still longer than DOT_LENGTH)."""
+    pieces = 1
+    while n // pieces > DOT_LENGTH and n % (2 * pieces) == 0:
+        pieces *= 2
+    return pieces
+
+
 def _row_dots(values: np.ndarray, other: np.ndarray) -> np.ndarray:
     """Σ values·other along the last axis of (..., n), values C-contiguous along it; other (..., n) or (n,).
 
@@ -111,9 +119,7 @@ def _row_dots(values: np.ndarray, other: np.ndarray) -> np.ndarray:
     pieces; numpy's einsum takes any that cannot be.
     """
     n = values.shape[-1]
-    pieces = 1
-    while n // pieces > DOT_LENGTH and n % (2 * pieces) == 0:
-        pieces *= 2
+    pieces = dot_pieces(n)
     if n // pieces > DOT_LENGTH or not hasattr(np, "vecdot"):  # vecdot: numpy >= 2.0
         sums: np.ndarray = np.einsum("...i,...i->...", values, np.broadcast_to(other, values.shape))
         return sums
@@ -217,7 +223,7 @@ def block_features(mscn: np.ndarray, block: int, sides: SidesKernel | None = Non
                 out = moments[k, :, first : first + n]
                 out[1::2] = counts[:, :n]
                 side_sums(batch_sides[:, :n], ones, out)
-        return _features(moments, block)
+        return features(moments, block)
     blocks, product = np.empty((step, block, block)), np.empty((step, block, block))
     moments_of = _Moments(step, block * block)
     for first in range(0, n_blocks, step):
@@ -228,10 +234,10 @@ def block_features(mscn: np.ndarray, block: int, sides: SidesKernel | None = Non
         for k, shift in enumerate(SHIFTS, start=1):
             _shifted_product(batch, shift, batch_product)
             moments_of(batch_product.reshape(n, -1), moments[k, :, first : first + n])
-    return _features(moments, block)
+    return features(moments, block)
 
 
-def _features(moments: np.ndarray, block: int) -> np.ndarray:
+def features(moments: np.ndarray, block: int) -> np.ndarray:
     """The 18 features per block from the moments (1 + len(SHIFTS), 5, n_blocks) of its arrays."""
     alpha, beta_l, beta_r, mean_factor = _aggd(moments.transpose(1, 0, 2), block * block)
     feats = [alpha[0], (beta_l[0] + beta_r[0]) / 2]

@@ -5,9 +5,9 @@ kernels of `sreval.metrics.niqe_kernels` and the per-block code of `sreval.metri
 
 Why compiled: the numpy kernels make a few hundred calls per plane, each a short pass that releases and retakes
 the GIL. One image pays their dispatch, and two threads scoring images side by side convoy on the GIL. Here each
-MSCN and imresize kernel is one call per plane that holds the GIL only on entry and exit (`nogil=True`), reading
-each pixel's neighbourhood while it is in the processor's caches; the block features take one call per batch of
-blocks and array for the products, sides and counts, and keep numpy's BLAS dot products for the sums.
+kernel is one call per plane that holds the GIL only on entry and exit (`nogil=True`), reading each pixel's
+neighbourhood while it is in the processor's caches. The block features' moments are one call per plane too (the
+AGGD fits on them stay in numpy).
 
 What keeps the bits:
 
@@ -23,7 +23,11 @@ What keeps the bits:
 - The replicate border is read from a padded copy (of the plane, or of each row) built in the kernel.
 - `imresize_half` sums the taps in order, each product then one addition, as `niqe_kernels.imresize_half`.
 - The block products are single multiplications (commutative in IEEE), the sides numpy's minimum and maximum
-  against +0, the sums the same BLAS calls on the same rows as the numpy code's.
+  against +0. Their sums are BLAS dot products in numpy (np.vecdot, in pieces of at most DOT_LENGTH values, the
+  pieces then summed by numpy); numba's np.dot calls BLAS's ddot too, but the BLAS that scipy links, so the
+  compiled sums are used only where the two give the same bits on a probe (`blas_dots_agree`) and the pieces are
+  few enough that numpy adds them in order. Otherwise one call per batch and array makes the sides and counts
+  and numpy sums them as before.
 
 Each kernel is compiled for one signature (C-contiguous float64 planes, float64/int64 tables) on first use and
 cached beside this module (`cache=True`, or under NUMBA_CACHE_DIR); the wrappers make sure of the dtypes.
@@ -263,53 +267,102 @@ def _half_both(
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def _array_k(here: np.ndarray, k: int, shifts: np.ndarray, block: int, values: np.ndarray) -> None:  # pragma: no cover
+    """Array k of the block `here` (block² values, row after row) into values: 0 the block itself, k > 0 its
+    product with the copy circularly shifted by shifts[k − 1] (one multiplication per value)."""
+    size = block * block
+    if k == 0:
+        for m in range(size):
+            values[m] = here[m]
+        return
+    dy, dx = shifts[k - 1, 0], shifts[k - 1, 1]
+    offset = dy * block + dx  # > 0 for every shift (as niqe_blocks._shifted_product requires)
+    wrap_from, wrap_to = (0, dx) if dx >= 0 else (block + dx, block)  # the columns whose shift wraps around
+    # One product over the block with the flat offset of the shift, right wherever the shift does not wrap
+    # around; then the rows and columns where it does are redone (as _shifted_product does). Unsigned indices
+    # (_U): numba then leaves out the wrap-around of negative indices, which would keep LLVM from vectorising.
+    for m in range(offset, size):
+        values[_U(m)] = here[_U(m)] * here[_U(m - offset)]
+    for i in range(block):
+        i_from = (i - dy) % block
+        for j in range(block) if i < dy else range(wrap_from, wrap_to):
+            values[i * block + j] = here[i * block + j] * here[i_from * block + (j - dx) % block]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _split_sides(values: np.ndarray, below: np.ndarray, above: np.ndarray) -> tuple[int, int]:  # pragma: no cover
+    """below = min(v, +0) and above = max(v, +0) as numpy gives them (+0 for either zero, NaN on both sides), and
+    the count of each that is not zero (`niqe_blocks._Moments`)."""
+    n_below = 0
+    n_above = 0
+    for m in range(values.shape[0]):
+        v = values[m]
+        low = v if (v < 0.0 or v != v) else 0.0
+        high = v if (v > 0.0 or v != v) else 0.0
+        below[m] = low
+        above[m] = high
+        n_below += low != 0.0
+        n_above += high != 0.0
+    return n_below, n_above
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _copy_block(mscn: np.ndarray, block: int, index: int, here: np.ndarray) -> None:  # pragma: no cover
+    """Block `index` in MATLAB's order (down the columns) into here, row after row."""
+    rows = mscn.shape[0] // block
+    col, row = divmod(index, rows)
+    top, left = row * block, col * block
+    for i in range(block):
+        y, start = _U(top + i), _U(i * block)
+        for j in range(block):
+            here[start + _U(j)] = mscn[y, _U(left + j)]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _block_sides(
     mscn: np.ndarray, block: int, first: int, n: int, k: int, shifts: np.ndarray, sides: np.ndarray, counts: np.ndarray
 ) -> None:  # pragma: no cover - compiled
-    """`niqe_blocks.SidesKernel` for float64 planes: array 0 is the block's coefficients, array k its product with
-    the copy circularly shifted by shifts[k − 1] (one multiplication per value, as `niqe_blocks._shifted_product`
-    does); below = min(v, +0) and above = max(v, +0) as numpy gives them (+0 for either zero, NaN on both sides),
-    each counted where it is not zero."""
-    rows = mscn.shape[0] // block
-    size = block * block
-    dy, dx = (0, 0) if k == 0 else (shifts[k - 1, 0], shifts[k - 1, 1])
-    offset = dy * block + dx  # > 0 for every shift (as niqe_blocks._shifted_product requires)
-    wrap_from, wrap_to = (0, dx) if dx >= 0 else (block + dx, block)  # the columns whose shift wraps around
-    here, values = np.empty(size), np.empty(size)  # the block row after row, and its array k
-    # Computed indices are made unsigned (_U): numba then leaves out the wrap-around of negative indices, which
-    # would keep LLVM from vectorising the loops.
+    """`niqe_blocks.SidesKernel` for C-contiguous float64 planes."""
+    here, values = np.empty(block * block), np.empty(block * block)
     for t in range(n):
-        col, row = divmod(first + t, rows)
-        top, left = row * block, col * block
-        for i in range(block):
-            y, start = _U(top + i), _U(i * block)
-            for j in range(block):
-                here[start + _U(j)] = mscn[y, _U(left + j)]
-        if k:
-            # One product over the block with the flat offset of the shift, right wherever the shift does not
-            # wrap around; then the rows and columns where it does are redone (as _shifted_product does).
-            for m in range(offset, size):
-                values[_U(m)] = here[_U(m)] * here[_U(m - offset)]
-            for i in range(block):
-                i_from = (i - dy) % block
-                for j in range(block) if i < dy else range(wrap_from, wrap_to):
-                    values[i * block + j] = here[i * block + j] * here[i_from * block + (j - dx) % block]
-        else:
-            for m in range(size):
-                values[m] = here[m]
-        below, above = sides[0, t], sides[1, t]
-        n_below = 0
-        n_above = 0
-        for m in range(size):
-            v = values[m]
-            low = v if (v < 0.0 or v != v) else 0.0
-            high = v if (v > 0.0 or v != v) else 0.0
-            below[m] = low
-            above[m] = high
-            n_below += low != 0.0
-            n_above += high != 0.0
-        counts[0, t] = n_below
-        counts[1, t] = n_above
+        _copy_block(mscn, block, first + t, here)
+        _array_k(here, k, shifts, block, values)
+        counts[0, t], counts[1, t] = _split_sides(values, sides[0, t], sides[1, t])
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _dot_sum(a: np.ndarray, b: np.ndarray, pieces: int) -> float:  # pragma: no cover - compiled
+    """`niqe_blocks._row_dots` of one row a against b (as long as a, or as long as one piece, like its `ones`): the
+    BLAS dot product of each piece (numba's np.dot calls BLAS ddot, as numpy's vecdot does), then numpy's sum over
+    the pieces, which for fewer than 8 adds them in order to 0.0."""
+    length = a.shape[0] // pieces
+    total = 0.0
+    for p in range(pieces):
+        start = p * length
+        other = b[start : start + length] if b.shape[0] == a.shape[0] else b[:length]
+        total += np.dot(a[start : start + length], other)
+    return total
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _block_moments(
+    mscn: np.ndarray, block: int, shifts: np.ndarray, pieces: int, moments: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """The moments (1 + len(SHIFTS), 5, n_blocks) of every block's arrays, as `niqe_blocks.block_features` gathers
+    them (Σ v² below, count below, Σ v² above, count above, Σ above − Σ below), in one call for the whole plane."""
+    size = block * block
+    here, values, below, above = np.empty(size), np.empty(size), np.empty(size), np.empty(size)
+    ones = np.ones(size // pieces)
+    for t in range(moments.shape[2]):
+        _copy_block(mscn, block, t, here)
+        for k in range(shifts.shape[0] + 1):
+            _array_k(here, k, shifts, block, values)
+            n_below, n_above = _split_sides(values, below, above)
+            moments[k, 0, t] = _dot_sum(below, below, pieces)
+            moments[k, 1, t] = n_below
+            moments[k, 2, t] = _dot_sum(above, above, pieces)
+            moments[k, 3, t] = n_above
+            moments[k, 4, t] = _dot_sum(above, ones, pieces) - _dot_sum(below, ones, pieces)
 
 
 def block_sides(
@@ -320,14 +373,47 @@ def block_sides(
 
 
 @functools.cache
+def blas_dots_agree() -> bool:
+    """Whether numba's np.dot (the BLAS that scipy links) gives the bits of numpy's vecdot (numpy's BLAS) on random
+    rows of several lengths: then the whole block computation can run compiled. Checked, not assumed: two BLAS
+    builds may sum in different orders."""
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 33, 1000, 2304, 4608, 8192):
+        for _ in range(4):
+            a = rng.standard_normal(n) * 10.0 ** rng.integers(-6, 6, n)
+            b = rng.standard_normal(n)
+            if _dot_sum(a, b, 1) != float(np.vecdot(a, b)) + 0.0:
+                return False
+    return True
+
+
+def _compiled_sums(n: int) -> int | None:
+    """The pieces `niqe_blocks._row_dots` cuts a row of n values into, if `_block_moments` can sum like it: the
+    rows are cut for BLAS (not left to einsum) into fewer than 8 pieces (numpy adds those in order), and the two
+    BLAS libraries agree. None otherwise."""
+    pieces = niqe_blocks.dot_pieces(n)
+    if n // pieces > niqe_blocks.DOT_LENGTH or pieces >= 8 or not hasattr(np, "vecdot") or not blas_dots_agree():
+        return None
+    return pieces
+
+
+@functools.cache
 def _shift_table() -> np.ndarray:
     return np.array(SHIFTS, dtype=np.int64)
 
 
 def block_features(mscn: np.ndarray, block: int) -> np.ndarray:
-    """`niqe_blocks.block_features` with the sides and counts of each batch and array from one compiled call: same
-    bits."""
-    return niqe_blocks.block_features(_plane(mscn), block, block_sides)
+    """`niqe_blocks.block_features`, compiled: same bits. The moments of all blocks come from one call where the
+    sums can be taken compiled (`_compiled_sums`); otherwise each batch's sides and counts come from one call and
+    numpy sums them."""
+    plane = _plane(mscn)
+    pieces = _compiled_sums(block * block)
+    if pieces is None:
+        return niqe_blocks.block_features(plane, block, block_sides)
+    h, w = plane.shape
+    moments = np.empty((1 + len(SHIFTS), 5, (h // block) * (w // block)))
+    _block_moments(plane, block, _shift_table(), pieces, moments)
+    return niqe_blocks.features(moments, block)
 
 
 @functools.cache
