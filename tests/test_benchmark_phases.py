@@ -9,40 +9,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from benchmark_helpers import run_baselines
 
 from sreval.benchmark.cache import Cache
-from sreval.benchmark.runner import PHASES, BenchmarkResult, run_benchmarks
+from sreval.benchmark.runner import PHASES
 from sreval.datasets.registry import load_hr, parse_datasets
 from sreval.errors import ParameterError
 from sreval.imageio import load_image, save_png, to_tensor
 from sreval.matlab import color
 from sreval.matlab.color import YMode, rgb_to_y
 from sreval.methods.base import MethodInput
-from sreval.methods.baselines import Bicubic, NearestNeighbour
+from sreval.methods.baselines import NearestNeighbour
 from sreval.metrics import parse_metrics, score_all
 from sreval.protocol import Protocol
-from sreval.results import open_store
-
-METRICS = ["psnr", "ssim", "rmse", "niqe"]
-
-
-def _run(tmp: Path, data_root: Path, workers: int | None, datasets: tuple[str, ...] = ("set5",)) -> BenchmarkResult:
-    protocol = Protocol()
-    store = open_store(f"sqlite:///{tmp / 'results.db'}")
-    try:
-        return run_benchmarks(
-            [Bicubic(), NearestNeighbour()], parse_datasets(list(datasets)), parse_metrics(METRICS, protocol),
-            protocol=protocol, data_root=data_root, cache=Cache(tmp / "cache", metric_store=store),
-            device=torch.device("cpu"), progress=False, workers=workers,
-        )  # fmt: skip
-    finally:
-        store.close()
 
 
 def test_a_cold_run_times_each_phase_and_one_worker_s_phases_account_for_most_of_the_total(
     tmp_path: Path, data_root: Path
 ) -> None:
-    result = _run(tmp_path, data_root, workers=1)
+    result = run_baselines(tmp_path, data_root, workers=1)
     timings = result.timings
     assert list(timings) == [*PHASES, "niqe", "total"]  # the order the CLI prints them in
     assert PHASES == ("decode", "lr", "sr", "encode", "metrics")
@@ -55,8 +40,8 @@ def test_a_cold_run_times_each_phase_and_one_worker_s_phases_account_for_most_of
 
 
 def test_a_warm_run_makes_no_lr_no_sr_and_writes_no_png(tmp_path: Path, data_root: Path) -> None:
-    cold = _run(tmp_path, data_root, workers=1)
-    warm = _run(tmp_path, data_root, workers=1)
+    cold = run_baselines(tmp_path, data_root, workers=1)
+    warm = run_baselines(tmp_path, data_root, workers=1)
     assert warm.counts.sr_cached == 10 and warm.counts.metrics_computed == 0
     assert warm.timings["lr"] == warm.timings["sr"] == warm.timings["encode"] == warm.timings["niqe"] == 0.0
     assert warm.timings["decode"] > 0 and warm.timings["metrics"] > 0
@@ -64,8 +49,8 @@ def test_a_warm_run_makes_no_lr_no_sr_and_writes_no_png(tmp_path: Path, data_roo
 
 
 def test_workers_give_the_values_counts_and_order_of_a_single_worker(tmp_path: Path, data_root: Path) -> None:
-    one = _run(tmp_path / "one", data_root, workers=1, datasets=("set5", "set14"))
-    three = _run(tmp_path / "three", data_root, workers=3, datasets=("set5", "set14"))
+    one = run_baselines(tmp_path / "one", data_root, workers=1, datasets=("set5", "set14"))
+    three = run_baselines(tmp_path / "three", data_root, workers=3, datasets=("set5", "set14"))
     # Set14's wider images can differ in SSIM's last bit between torch thread counts (its sum is split among
     # threads); the workers run one torch thread each, as a single worker on a one-core machine does.
     assert one.per_image.drop(columns="value").equals(three.per_image.drop(columns="value"))
@@ -76,9 +61,9 @@ def test_workers_give_the_values_counts_and_order_of_a_single_worker(tmp_path: P
     assert [(i.dataset, i.image) for i in one.record.images] == [(i.dataset, i.image) for i in three.record.images]
 
 
-def test_the_torch_thread_count_is_restored_after_a_run(tmp_path: Path, data_root: Path) -> None:
+def test_the_torch_thread_count_is_restored_after_arun_baselines(tmp_path: Path, data_root: Path) -> None:
     before = torch.get_num_threads()
-    _run(tmp_path, data_root, workers=2)
+    run_baselines(tmp_path, data_root, workers=2)
     assert torch.get_num_threads() == before
 
 
@@ -95,12 +80,12 @@ def test_an_error_in_a_worker_stops_the_run_with_that_error(
 
     monkeypatch.setattr(NearestNeighbour, "super_resolve", failing)
     with pytest.raises(RuntimeError, match="boom in a worker"):
-        _run(tmp_path, data_root, workers=2)
+        run_baselines(tmp_path, data_root, workers=2)
 
 
 def test_workers_must_be_positive(tmp_path: Path, data_root: Path) -> None:
     with pytest.raises(ParameterError) as caught:
-        _run(tmp_path, data_root, workers=0)
+        run_baselines(tmp_path, data_root, workers=0)
     assert caught.value.parameter == "workers"
 
 

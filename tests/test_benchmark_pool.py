@@ -18,33 +18,13 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from benchmark_helpers import run_baselines
 from sqlalchemy import create_engine, text
 
 from sreval.benchmark import pool
-from sreval.benchmark.cache import Cache
-from sreval.benchmark.runner import BenchmarkResult, run_benchmarks
-from sreval.datasets.registry import parse_datasets
 from sreval.errors import ParameterError, SrevalError
 from sreval.methods.base import MethodInput
-from sreval.methods.baselines import Bicubic, NearestNeighbour
-from sreval.metrics import parse_metrics
-from sreval.protocol import Protocol
-from sreval.results import open_store
-
-METRICS = ["psnr", "ssim", "rmse", "niqe"]
-
-
-def _run(tmp: Path, data_root: Path, workers: int, datasets: tuple[str, ...] = ("set5",)) -> BenchmarkResult:
-    protocol = Protocol()
-    store = open_store(f"sqlite:///{tmp / 'results.db'}")
-    try:
-        return run_benchmarks(
-            [Bicubic(), NearestNeighbour()], parse_datasets(list(datasets)), parse_metrics(METRICS, protocol),
-            protocol=protocol, data_root=data_root, cache=Cache(tmp / "cache", metric_store=store),
-            device=torch.device("cpu"), progress=False, workers=workers,
-        )  # fmt: skip
-    finally:
-        store.close()
+from sreval.methods.baselines import NearestNeighbour
 
 
 @pytest.fixture
@@ -69,11 +49,11 @@ def _other_pids(record: Path) -> set[int]:
 def test_worker_processes_give_exactly_the_values_counts_and_order_of_worker_threads(
     tmp_path: Path, data_root: Path, pids: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    forked = _run(tmp_path / "forked", data_root, workers=2, datasets=("set5", "set14"))
+    forked = run_baselines(tmp_path / "forked", data_root, workers=2, datasets=("set5", "set14"))
     assert len(_other_pids(pids)) == 2  # two workers, neither of them this process
     pids.unlink()
     monkeypatch.setattr(pool, "fork_blocker", lambda device, store: "threads, for the comparison")
-    threaded = _run(tmp_path / "threaded", data_root, workers=2, datasets=("set5", "set14"))
+    threaded = run_baselines(tmp_path / "threaded", data_root, workers=2, datasets=("set5", "set14"))
     assert _other_pids(pids) == set()
     assert forked.per_image.equals(threaded.per_image)  # both: one torch thread per worker
     assert vars(forked.counts) == vars(threaded.counts)
@@ -85,9 +65,9 @@ def test_worker_processes_give_exactly_the_values_counts_and_order_of_worker_thr
 def test_the_metric_cache_the_workers_write_is_complete_and_has_each_value_once(
     tmp_path: Path, data_root: Path
 ) -> None:
-    cold = _run(tmp_path, data_root, workers=2)
+    cold = run_baselines(tmp_path, data_root, workers=2)
     assert cold.counts.metrics_computed == len(cold.per_image) and cold.counts.metrics_cached == 0
-    warm = _run(tmp_path, data_root, workers=2)
+    warm = run_baselines(tmp_path, data_root, workers=2)
     assert warm.counts.metrics_computed == 0 and warm.counts.metrics_cached == len(cold.per_image)
     assert warm.per_image.equals(cold.per_image)
     engine = create_engine(f"sqlite:///{tmp_path / 'results.db'}")
@@ -111,7 +91,7 @@ def test_an_error_in_a_worker_process_stops_the_run_with_that_error(
 
     monkeypatch.setattr(NearestNeighbour, "super_resolve", failing)
     with pytest.raises(SrevalError, match="a parameter error raised in a worker"):
-        _run(tmp_path, data_root, workers=2)
+        run_baselines(tmp_path, data_root, workers=2)
 
 
 def test_a_worker_process_that_dies_fails_the_run_with_one_clear_error(
@@ -126,7 +106,7 @@ def test_a_worker_process_that_dies_fails_the_run_with_one_clear_error(
 
     monkeypatch.setattr(NearestNeighbour, "super_resolve", dying)
     with pytest.raises(SrevalError, match="worker process died"):
-        _run(tmp_path, data_root, workers=2)
+        run_baselines(tmp_path, data_root, workers=2)
 
 
 def test_fork_blocker_names_what_rules_out_worker_processes(tmp_path: Path) -> None:
@@ -156,13 +136,13 @@ def test_fork_blocker_names_what_rules_out_worker_processes(tmp_path: Path) -> N
 def test_with_another_thread_running_the_run_uses_threads_and_gives_the_same_values(
     tmp_path: Path, data_root: Path, pids: Path
 ) -> None:
-    forked = _run(tmp_path / "forked", data_root, workers=2)
+    forked = run_baselines(tmp_path / "forked", data_root, workers=2)
     pids.unlink()
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
     try:
-        threaded = _run(tmp_path / "threaded", data_root, workers=2)
+        threaded = run_baselines(tmp_path / "threaded", data_root, workers=2)
     finally:
         stop.set()
         other.join()
@@ -276,7 +256,7 @@ def test_what_a_worker_logs_is_handled_once_by_this_process_s_loggers_as_configu
 
     monkeypatch.setattr(NearestNeighbour, "super_resolve", logging_nn)
     try:
-        _run(tmp_path, data_root, workers=2)
+        run_baselines(tmp_path, data_root, workers=2)
     finally:
         own.removeHandler(collect)
     messages = sorted(message for message, _ in seen)
